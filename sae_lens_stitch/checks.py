@@ -1,0 +1,92 @@
+"""Input validation shared by every step: compatible SAEs, valid indices, finite weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from sae_lens import SAE
+
+from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidIndicesError, InvalidWeightsError
+
+IndexLike = Sequence[int] | torch.Tensor | Iterable[int]
+"""Latent indices: a sequence of ints, a 1-D integer tensor, or an integer numpy array."""
+
+_COMPARED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("d_in", "d_in"),
+    ("metadata.hook_name", "hook_name"),
+    ("metadata.model_name", "model_name"),
+    ("normalize_activations", "normalize_activations"),
+    ("reshape_activations", "reshape_activations"),
+    ("dtype", "dtype"),
+)
+
+
+def _field(sae: SAE[Any], path: str) -> Any:
+    if path.startswith("metadata."):
+        return sae.cfg.metadata.get(path.split(".", 1)[1])
+    return getattr(sae.cfg, path)
+
+
+def check_compatible(
+    first: SAE[Any], second: SAE[Any], *, names: tuple[str, str] = ("base", "donor")
+) -> None:
+    """Raise :class:`IncompatibleSAEsError` unless the two SAEs read the same activations the
+    same way: d_in, hook name, model name, normalize_activations, reshape_activations, dtype."""
+    for path, label in _COMPARED_FIELDS:
+        a, b = _field(first, path), _field(second, path)
+        if a != b:
+            raise IncompatibleSAEsError(label, a, b, names=names)
+
+
+def check_indices(indices: IndexLike, size: int, *, what: str = "indices") -> torch.Tensor:
+    """Validate latent indices into ``range(size)`` and return them as a 1-D long tensor.
+
+    Raises :class:`InvalidIndicesError` for non-integers, out-of-range values and duplicates.
+    """
+    if isinstance(indices, torch.Tensor):
+        tensor = indices.detach().to("cpu")
+    else:
+        values = list(indices)
+        for v in values:
+            is_int = isinstance(v, int) or (
+                hasattr(v, "dtype") and v.dtype.kind in "iu"
+            )
+            if isinstance(v, bool) or not is_int:
+                raise InvalidIndicesError(
+                    f"{what} must be integers; got {v!r} ({type(v).__name__})"
+                )
+        tensor = torch.tensor([int(v) for v in values], dtype=torch.long)
+    if tensor.dtype in (torch.bool,) or tensor.is_floating_point() or tensor.is_complex():
+        raise InvalidIndicesError(f"{what} must be integers; got a tensor of dtype {tensor.dtype}")
+    tensor = tensor.reshape(-1).long()
+    if tensor.numel():
+        bad = tensor[(tensor < 0) | (tensor >= size)]
+        if bad.numel():
+            raise InvalidIndicesError(
+                f"{what} out of range for {size} latents: {bad[:10].tolist()}"
+                + (" ..." if bad.numel() > 10 else "")
+            )
+        uniq, counts = torch.unique(tensor, return_counts=True)
+        dup = uniq[counts > 1]
+        if dup.numel():
+            raise InvalidIndicesError(
+                f"duplicate {what}: {dup[:10].tolist()}" + (" ..." if dup.numel() > 10 else "")
+            )
+    return tensor
+
+
+def check_finite(sae: SAE[Any], *, name: str = "SAE") -> None:
+    """Raise :class:`InvalidWeightsError` naming the parameter if any weight is NaN or inf."""
+    for pname, tensor in sae.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            n_bad = int((~torch.isfinite(tensor)).sum())
+            raise InvalidWeightsError(f"{name}: parameter {pname} has {n_bad} NaN/inf entries")
+
+
+def bad_rows(rows_RD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of rows with NaN/inf entries and of rows with zero norm."""
+    nonfinite_R = ~torch.isfinite(rows_RD).all(dim=-1)
+    zero_R = (rows_RD == 0).all(dim=-1)
+    return nonfinite_R.nonzero().flatten(), zero_R.nonzero().flatten()

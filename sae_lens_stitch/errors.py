@@ -1,0 +1,68 @@
+"""Typed errors. Every error names the offending value; all bad-input errors are ValueErrors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StitchError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class IncompatibleSAEsError(StitchError, ValueError):
+    """Two SAEs that must share activations disagree on a config field."""
+
+    def __init__(self, field: str, first: Any, second: Any, *, names: tuple[str, str] = ("a", "b")):
+        self.field = field
+        self.first = first
+        self.second = second
+        super().__init__(
+            f"SAEs are incompatible: {field} differs ({names[0]}: {first!r}, {names[1]}: {second!r})"
+        )
+
+
+class InvalidIndicesError(StitchError, ValueError):
+    """Latent indices that are out of range, duplicated or not integers."""
+
+
+class InvalidWeightsError(StitchError, ValueError):
+    """Weights with NaN/inf entries or zero-norm rows where a direction is needed."""
+
+
+class UnsupportedArchitectureError(StitchError, ValueError):
+    """An SAE-Lens architecture with no rule in this package's registry."""
+
+    def __init__(self, architecture: str, known: list[str]):
+        self.architecture = architecture
+        super().__init__(
+            f"architecture {architecture!r} is not supported; registered: {', '.join(sorted(known))}. "
+            "Add it with sae_lens_stitch.register_architecture(...)."
+        )
+
+
+class SourceNotFoundError(StitchError, ValueError):
+    """An SAE source (release, repo, folder or file) that does not exist or cannot be resolved."""
+
+
+class CorruptSAEError(StitchError, ValueError):
+    """A saved SAE whose files are truncated, unreadable or inconsistent."""
+
+
+class HubError(StitchError, RuntimeError):
+    """The Hugging Face Hub could not be reached or refused the operation."""
+
+
+class MissingTokenError(HubError):
+    """No Hugging Face token was given or found for an operation that needs one."""
+
+
+class OfflineError(HubError):
+    """The operation needs the network but offline mode (HF_HUB_OFFLINE) is on or the Hub is unreachable."""
+
+
+class PathExistsError(StitchError, FileExistsError):
+    """The destination (folder or path in a repo) already exists and overwrite was not asked for."""
+
+
+class RoundTripMismatchError(StitchError, RuntimeError):
+    """A saved SAE reloaded by plain SAE-Lens does not reproduce the original's outputs."""

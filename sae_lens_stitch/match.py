@@ -1,0 +1,183 @@
+"""Step 2: match latents of two SAEs by the cosine similarity of their decoder (or encoder)
+directions, in blocks whose temporaries stay bounded (the dense matrix is never built)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from sae_lens import SAE
+
+from sae_lens_stitch.checks import bad_rows
+from sae_lens_stitch.errors import InvalidWeightsError
+from sae_lens_stitch.progress import track
+
+WeightsKind = Literal["decoder", "encoder"]
+
+DEFAULT_BLOCK_BYTES = 256 * 2**20
+"""Budget of one similarity block (float32), the largest temporary match_features makes."""
+
+
+@dataclass(frozen=True)
+class FeatureMatches:
+    """Top-k cosine matches of every latent of a source SAE among a target SAE's latents."""
+
+    values: torch.Tensor
+    """[n_source, k] cosine similarities, descending along k."""
+    indices: torch.Tensor
+    """[n_source, k] target latent indices attaining ``values``."""
+    weights: WeightsKind
+    """Which directions were compared."""
+
+    @property
+    def best_values(self) -> torch.Tensor:
+        """[n_source] maximum cosine similarity."""
+        return self.values[:, 0]
+
+    @property
+    def best_indices(self) -> torch.Tensor:
+        """[n_source] target index of the maximum."""
+        return self.indices[:, 0]
+
+
+def directions(sae: SAE[Any], weights: WeightsKind = "decoder") -> torch.Tensor:
+    """[d_sae, d] latent directions: decoder rows or encoder columns (a view, not a copy)."""
+    if weights == "decoder":
+        return sae.W_dec.detach()
+    if weights == "encoder":
+        return sae.W_enc.detach().T
+    raise ValueError(f"weights must be 'decoder' or 'encoder', got {weights!r}")
+
+
+def _normalised(rows_RD: torch.Tensor, *, name: str, offset: int = 0) -> torch.Tensor:
+    rows_RD = rows_RD.float()
+    nonfinite_R, zero_R = bad_rows(rows_RD)
+    if nonfinite_R.numel():
+        rows = (nonfinite_R + offset)[:10].tolist()
+        raise InvalidWeightsError(
+            f"{name}: rows with NaN/inf entries: {rows}"
+            + (" ..." if nonfinite_R.numel() > 10 else "")
+        )
+    if zero_R.numel():
+        rows = (zero_R + offset)[:10].tolist()
+        raise InvalidWeightsError(
+            f"{name}: zero-norm rows (no direction): {rows}"
+            + (" ..." if zero_R.numel() > 10 else "")
+        )
+    return rows_RD / rows_RD.norm(dim=-1, keepdim=True)
+
+
+def _block_sizes(n_source: int, n_target: int, chunk_size: int | None) -> tuple[int, int]:
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        return chunk_size, chunk_size
+    tgt = min(n_target, 16384)
+    src = max(1, min(n_source, DEFAULT_BLOCK_BYTES // (4 * tgt)))
+    return src, tgt
+
+
+def similarity_blocks(
+    source_SD: torch.Tensor,
+    target_TD: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    device: torch.device | str | None = None,
+    names: tuple[str, str] = ("source", "target"),
+    show_progress: bool | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(source_start, target_start, sims_BC)`` cosine blocks covering the whole
+    [n_source, n_target] matrix, row block by row block."""
+    dev = torch.device(device) if device is not None else source_SD.device
+    n_s, n_t = source_SD.shape[0], target_TD.shape[0]
+    if source_SD.shape[1] != target_TD.shape[1]:
+        raise ValueError(
+            f"direction sizes differ: {names[0]} {source_SD.shape[1]}, {names[1]} {target_TD.shape[1]}"
+        )
+    bs, bt = _block_sizes(n_s, n_t, chunk_size)
+    # normalise the target once (float32, the size of its weights), in blocks
+    target_TD_n = torch.empty((n_t, target_TD.shape[1]), dtype=torch.float32, device=dev)
+    for t0 in range(0, n_t, bt):
+        target_TD_n[t0 : t0 + bt] = _normalised(
+            target_TD[t0 : t0 + bt].to(dev), name=names[1], offset=t0
+        )
+    starts = range(0, n_s, bs)
+    for s0 in track(starts, total=len(starts), description="matching latents", show=show_progress):
+        src_BD = _normalised(source_SD[s0 : s0 + bs].to(dev), name=names[0], offset=s0)
+        for t0 in range(0, n_t, bt):
+            yield s0, t0, src_BD @ target_TD_n[t0 : t0 + bt].T
+
+
+def match_features(
+    source: SAE[Any],
+    target: SAE[Any],
+    *,
+    k: int = 1,
+    weights: WeightsKind = "decoder",
+    chunk_size: int | None = None,
+    device: torch.device | str | None = None,
+    show_progress: bool | None = None,
+) -> FeatureMatches:
+    """For every latent of ``source``, the ``k`` highest cosine similarities with latents of
+    ``target`` and their indices. Exact, computed in bounded blocks on the weights' device."""
+    dir_SD, dir_TD = directions(source, weights), directions(target, weights)
+    n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
+    if not 1 <= k <= n_t:
+        raise ValueError(f"k must be between 1 and the target's {n_t} latents, got {k}")
+    dev = torch.device(device) if device is not None else dir_SD.device
+    values_SK = torch.full((n_s, k), -torch.inf, device=dev)
+    indices_SK = torch.zeros((n_s, k), dtype=torch.long, device=dev)
+    with torch.no_grad():
+        for s0, t0, sims_BC in similarity_blocks(
+            dir_SD, dir_TD, chunk_size=chunk_size, device=dev, show_progress=show_progress
+        ):
+            s1 = s0 + sims_BC.shape[0]
+            if k == 1:
+                best_B, arg_B = sims_BC.max(dim=1)
+                better_B = best_B > values_SK[s0:s1, 0]
+                values_SK[s0:s1, 0] = torch.where(better_B, best_B, values_SK[s0:s1, 0])
+                indices_SK[s0:s1, 0] = torch.where(better_B, arg_B + t0, indices_SK[s0:s1, 0])
+                continue
+            kk = min(k, sims_BC.shape[1])
+            top_BK = sims_BC.topk(kk, dim=1)
+            merged_v = torch.cat([values_SK[s0:s1], top_BK.values], dim=1)
+            merged_i = torch.cat([indices_SK[s0:s1], top_BK.indices + t0], dim=1)
+            keep = merged_v.topk(k, dim=1)
+            values_SK[s0:s1] = keep.values
+            indices_SK[s0:s1] = merged_i.gather(1, keep.indices)
+    return FeatureMatches(values=values_SK, indices=indices_SK, weights=weights)
+
+
+def similar_pairs(
+    source: SAE[Any],
+    target: SAE[Any],
+    *,
+    threshold: float,
+    weights: WeightsKind = "decoder",
+    chunk_size: int | None = None,
+    device: torch.device | str | None = None,
+    show_progress: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All pairs (source i, target j) with cosine >= ``threshold``, found block by block:
+    ``(source_indices, target_indices, cosines)`` on the CPU."""
+    src_parts: list[torch.Tensor] = []
+    tgt_parts: list[torch.Tensor] = []
+    cos_parts: list[torch.Tensor] = []
+    with torch.no_grad():
+        for s0, t0, sims_BC in similarity_blocks(
+            directions(source, weights),
+            directions(target, weights),
+            chunk_size=chunk_size,
+            device=device,
+            show_progress=show_progress,
+        ):
+            rows, cols = (sims_BC >= threshold).nonzero(as_tuple=True)
+            src_parts.append((rows + s0).cpu())
+            tgt_parts.append((cols + t0).cpu())
+            cos_parts.append(sims_BC[rows, cols].cpu())
+    if not src_parts:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, torch.zeros(0)
+    return torch.cat(src_parts), torch.cat(tgt_parts), torch.cat(cos_parts)

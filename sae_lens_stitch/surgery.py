@@ -1,0 +1,220 @@
+"""Step 4: surgery. Build new SAE-Lens SAEs from latents of existing ones: stitch (insert),
+remove, swap families, and Frankenstein's SAE over a family of widths.
+
+Every operation goes through :func:`assemble`, which concatenates per-latent tensors as the
+architecture's registry rule says, keeps the base SAE's shared tensors (b_dec, W_skip), corrects
+encoder biases for a different b_dec, and records provenance. Inputs are never mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from sae_lens import SAE
+
+from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
+from sae_lens_stitch.classify import DEFAULT_THRESHOLD, classify_features, describe_sae
+from sae_lens_stitch.errors import InvalidIndicesError
+from sae_lens_stitch.families import FeatureFamily, feature_families
+from sae_lens_stitch.provenance import Operation, Provenance, get_provenance, set_provenance
+from sae_lens_stitch.registry import Part, check_same_family, get_rule
+
+_DROPPED_METADATA = ("neuronpedia_id",)
+"""Metadata that names the base SAE itself and is wrong for a new one."""
+
+
+def _decoder_bias_seen_by_encoder(sae: SAE[Any]) -> torch.Tensor:
+    return sae.b_dec.detach() * float(sae.cfg.apply_b_dec_to_input)
+
+
+@torch.no_grad()
+def assemble(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE[Any]:
+    """A new SAE of ``base``'s class (or the family's joined class) whose latents are, in order,
+    each part's chosen latents. Shared tensors come from ``base``; provenance chains through
+    the parts' own provenance."""
+    rule = get_rule(base)
+    check_finite(base, name="base")
+    for part in parts:
+        if part.sae is not base:
+            check_same_family(base, part.sae)
+            check_compatible(base, part.sae)
+            check_finite(part.sae, name="donor")
+    dev, dtype = base.W_dec.device, base.W_dec.dtype
+    a_b_dec_D = _decoder_bias_seen_by_encoder(base)
+
+    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in rule.per_latent}
+    for part in parts:
+        idx_P = part.indices_P.to(part.sae.W_dec.device)
+        for name, dim in rule.per_latent.items():
+            pieces[name].append(
+                getattr(part.sae, name).detach().index_select(dim, idx_P).to(dev, dtype)
+            )
+        if rule.bias_shift is not None and part.sae is not base:
+            delta_D = a_b_dec_D.to(part.sae.W_dec.device) - _decoder_bias_seen_by_encoder(part.sae)
+            if bool((delta_D != 0).any()):
+                for bias, shift_P in rule.bias_shift(part.sae, idx_P, delta_D).items():
+                    pieces[bias][-1] = pieces[bias][-1] + shift_P.to(dev, dtype)
+
+    state = {name: tensor.detach().clone() for name, tensor in base.state_dict().items()}
+    for name, dim in rule.per_latent.items():
+        state[name] = torch.cat(pieces[name], dim=dim).contiguous()
+    d_sae = sum(int(p.indices_P.numel()) for p in parts)
+
+    architecture, overrides = rule.config_builder(base, parts)
+    cfg_dict = copy.deepcopy(base.cfg.to_dict())
+    cfg_dict.update(overrides)
+    cfg_dict["architecture"] = architecture
+    cfg_dict["d_sae"] = d_sae
+    cfg_dict["device"] = "meta"
+    for key in _DROPPED_METADATA:
+        cfg_dict["metadata"].pop(key, None)
+    new = SAE.from_dict(cfg_dict)
+    new.cfg.device = str(dev)
+    new.load_state_dict(state, assign=True)
+    new = new.to(device=dev, dtype=dtype)
+
+    provenances = {id(p.sae): get_provenance(p.sae) for p in parts}
+    sources = {}
+    latents = []
+    for part in parts:
+        prov = provenances[id(part.sae)]
+        sources.update(prov.sources)
+        latents.extend(prov.latents[i] for i in part.indices_P.tolist())
+    base_prov = provenances.get(id(base)) or get_provenance(base)
+    sources.update(base_prov.sources)
+    used = {origin.source for origin in latents}
+    set_provenance(
+        new,
+        Provenance(
+            sources={k: v for k, v in sources.items() if k in used},
+            latents=latents,
+            operations=[*base_prov.operations, operation],
+        ),
+    )
+    return new
+
+
+def stitch(
+    base: SAE[Any],
+    donor: SAE[Any],
+    indices: IndexLike | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> SAE[Any]:
+    """``base``'s latents followed by ``donor``'s latents ``indices`` (in that order).
+
+    Default indices: the donor's novel latents relative to ``base`` at ``threshold``. For
+    standard, JumpReLU and gated SAEs (and transcoders) the result is exact: base latents fire
+    as in ``base``, inserted latents as in ``donor``, and the decode is base's plus the inserted
+    contributions. TopK SAEs join as ``block_topk`` (see :mod:`sae_lens_stitch.block_topk`).
+    """
+    check_compatible(base, donor)
+    check_same_family(base, donor)
+    if indices is None:
+        idx_P = classify_features(base, donor, threshold=threshold).novel_indices
+        chosen_by = "novel"
+    else:
+        idx_P = check_indices(indices, donor.cfg.d_sae, what="donor indices")
+        chosen_by = "explicit"
+    keep_B = torch.arange(base.cfg.d_sae)
+    op = Operation(
+        operation="stitch",
+        threshold=threshold if indices is None else None,
+        inputs=[describe_sae(base), describe_sae(donor)],
+        n_latents_in=int(idx_P.numel()),
+        details={"chosen_by": chosen_by, "exact": get_rule(base).exact},
+    )
+    return assemble(base, [Part(base, keep_B), Part(donor, idx_P)], op)
+
+
+def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
+    """A copy of ``sae`` without latents ``indices``; the others keep their order."""
+    idx_R = check_indices(indices, sae.cfg.d_sae, what="indices to remove")
+    keep_mask = torch.ones(sae.cfg.d_sae, dtype=torch.bool)
+    keep_mask[idx_R] = False
+    op = Operation(
+        operation="remove",
+        inputs=[describe_sae(sae)],
+        n_latents_removed=int(idx_R.numel()),
+        details={"exact": get_rule(sae).exact},
+    )
+    return assemble(sae, [Part(sae, keep_mask.nonzero().flatten())], op)
+
+
+def _family_indices(
+    families: Sequence[FeatureFamily], n_small: int, n_large: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    small = [i for f in families for i in f.small_indices]
+    large = [i for f in families for i in f.large_indices]
+    try:
+        return (
+            check_indices(small, n_small, what="family small_indices"),
+            check_indices(large, n_large, what="family large_indices"),
+        )
+    except InvalidIndicesError as err:
+        raise InvalidIndicesError(f"{err} (families must not overlap)") from None
+
+
+def swap(
+    base: SAE[Any],
+    donor: SAE[Any],
+    families: Sequence[FeatureFamily] | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> SAE[Any]:
+    """Replace each family's ``base`` members by its ``donor`` members.
+
+    The result holds the base latents outside the families (in order), then the donor members
+    of each family in family order. Default: every family at ``threshold``."""
+    check_compatible(base, donor)
+    check_same_family(base, donor)
+    chosen = (
+        list(families)
+        if families is not None
+        else feature_families(base, donor, threshold=threshold)
+    )
+    remove_R, insert_P = _family_indices(chosen, base.cfg.d_sae, donor.cfg.d_sae)
+    keep_mask = torch.ones(base.cfg.d_sae, dtype=torch.bool)
+    keep_mask[remove_R] = False
+    op = Operation(
+        operation="swap",
+        threshold=threshold if families is None else None,
+        inputs=[describe_sae(base), describe_sae(donor)],
+        n_latents_in=int(insert_P.numel()),
+        n_latents_removed=int(remove_R.numel()),
+        details={"n_families": len(chosen), "exact": get_rule(base).exact},
+    )
+    return assemble(base, [Part(base, keep_mask.nonzero().flatten()), Part(donor, insert_P)], op)
+
+
+def frankenstein(saes: Sequence[SAE[Any]], *, threshold: float = DEFAULT_THRESHOLD) -> SAE[Any]:
+    """Frankenstein's SAE: start from the smallest SAE and insert, width by width, the next
+    SAE's latents that are novel relative to the SAE built so far. ``saes`` is smallest first."""
+    if len(saes) < 2:
+        raise ValueError(f"frankenstein needs at least two SAEs, got {len(saes)}")
+    widths = [s.cfg.d_sae for s in saes]
+    if widths != sorted(widths):
+        raise ValueError(f"frankenstein takes SAEs smallest first; got widths {widths}")
+    for other in saes[1:]:
+        check_compatible(saes[0], other)
+        check_same_family(saes[0], other)
+    current = saes[0]
+    inserted: list[int] = []
+    for donor in saes[1:]:
+        current = stitch(current, donor, threshold=threshold)
+        inserted.append(current.cfg.d_sae - sum(inserted) - saes[0].cfg.d_sae)
+    prov = get_provenance(current)
+    prov.operations.append(
+        Operation(
+            operation="frankenstein",
+            threshold=threshold,
+            inputs=[describe_sae(s) for s in saes],
+            n_latents_in=sum(inserted),
+            details={"widths": widths, "inserted_per_width": inserted},
+        )
+    )
+    set_provenance(current, prov)
+    return current
