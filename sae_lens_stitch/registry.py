@@ -45,8 +45,9 @@ def _gated_shift(
     sae: SAE[Any], indices_P: torch.Tensor, delta_D: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     gate_P = delta_D @ sae.W_enc[:, indices_P]
+    r_mag: torch.Tensor = getattr(sae, "r_mag")  # noqa: B009 (gated-only parameter)
     # the magnitude path uses W_enc * exp(r_mag)
-    return {"b_gate": gate_P, "b_mag": gate_P * sae.r_mag[indices_P].exp()}
+    return {"b_gate": gate_P, "b_mag": gate_P * r_mag[indices_P].exp()}
 
 
 def _same_architecture(base: SAE[Any], parts: Sequence[Part]) -> tuple[str, dict[str, Any]]:
