@@ -21,6 +21,7 @@ from sae_lens_stitch.errors import InvalidIndicesError
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.provenance import Operation, Provenance, get_provenance, set_provenance
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
+from sae_lens_stitch.sparsity import concat_log_sparsity, set_log_sparsity
 
 _DROPPED_METADATA = ("neuronpedia_id",)
 """Metadata that names the base SAE itself and is wrong for a new one."""
@@ -94,6 +95,7 @@ def assemble(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE
             operations=[*base_prov.operations, operation],
         ),
     )
+    set_log_sparsity(new, concat_log_sparsity([(p.sae, p.indices_P) for p in parts]))
     return new
 
 
