@@ -66,3 +66,8 @@ class PathExistsError(StitchError, FileExistsError):
 
 class RoundTripMismatchError(StitchError, RuntimeError):
     """A saved SAE reloaded by plain SAE-Lens does not reproduce the original's outputs."""
+
+
+class UnsupportedSAEError(StitchError, ValueError):
+    """An SAE setting an operation cannot handle, e.g. run-time activation normalisation
+    (constant_norm_rescale, layer_norm) for the closed-form insert effects and curves."""
