@@ -64,7 +64,10 @@ def make_sae(
     sae = cls(cfg)
     with torch.no_grad():
         for name, p in sae.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * (0.3 if name.startswith("W") else noise))
+            p.copy_(
+                torch.randn(p.shape, generator=gen, dtype=p.dtype)
+                * (0.3 if name.startswith("W") else noise)
+            )
         if hasattr(sae, "threshold"):
             sae.threshold.copy_(sae.threshold.abs() * 0.1)
     return sae
@@ -92,6 +95,12 @@ def related_pair(
     gen = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():
         rows = small.W_dec.repeat_interleave(children, dim=0)
-        rows = rows + 0.05 * rows.norm(dim=-1, keepdim=True) * torch.randn(rows.shape, generator=gen) / d_in**0.5
+        rows = (
+            rows
+            + 0.05
+            * rows.norm(dim=-1, keepdim=True)
+            * torch.randn(rows.shape, generator=gen)
+            / d_in**0.5
+        )
         large.W_dec[: n_small * children] = rows
     return small, large
