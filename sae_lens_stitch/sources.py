@@ -68,7 +68,9 @@ class SAESource:
 
 
 def _bad(source: object, why: str) -> SourceNotFoundError:
-    return SourceNotFoundError(f"cannot parse SAE source {source!r}: {why}. Accepted forms: {SOURCE_FORMS}")
+    return SourceNotFoundError(
+        f"cannot parse SAE source {source!r}: {why}. Accepted forms: {SOURCE_FORMS}"
+    )
 
 
 def _split_revision(text: str, source: object) -> tuple[str, str | None]:
@@ -96,7 +98,9 @@ def _parse_hub(text: str, source: object, revision: str | None) -> SAESource:
     if len(parts) < 2 or not all(_REPO_PART.match(p) for p in parts[:2]):
         raise _bad(source, "a Hub source needs hf://OWNER/REPO")
     if rev is not None and revision is not None and rev != revision:
-        raise _bad(source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)")
+        raise _bad(
+            source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
+        )
     return SAESource(
         kind="hub",
         repo_id="/".join(parts[:2]),
@@ -111,7 +115,9 @@ def _parse_release(text: str, source: object, revision: str | None) -> SAESource
     if not release.strip() or not sae_id.strip():
         raise _bad(source, "empty release or SAE id")
     if rev is not None and revision is not None and rev != revision:
-        raise _bad(source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)")
+        raise _bad(
+            source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
+        )
     return SAESource(
         kind="release",
         release=release.strip(),

@@ -1,0 +1,244 @@
+"""Step 0: load. Load an SAE-Lens SAE from a release, a Hub repo folder or a local folder, and
+record in its provenance what was actually resolved (release, SAE id, repo, the commit sha
+downloaded, folder, Neuronpedia id).
+
+Loading goes through SAE-Lens (``SAE.from_pretrained_with_cfg_and_sparsity`` and
+``SAE.load_from_disk``); files in SAE-Lens's own layout are fetched with ``hf_hub_download`` at
+the requested revision so that the commit sha is known. HF_HUB_OFFLINE and the local Hub cache
+are honoured: offline, a cached SAE loads at once and a missing one fails at once with
+:class:`~sae_lens_stitch.errors.OfflineError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+from sae_lens import SAE
+from sae_lens.loading.pretrained_sae_loaders import (
+    get_conversion_loader_name,
+    sae_lens_disk_loader,
+)
+from sae_lens.loading.pretrained_saes_directory import (
+    get_config_overrides,
+    get_pretrained_saes_directory,
+    get_repo_id_and_folder_name,
+)
+from safetensors import SafetensorError, safe_open
+
+from sae_lens_stitch import _hub
+from sae_lens_stitch.errors import CorruptSAEError, SourceNotFoundError
+from sae_lens_stitch.provenance import (
+    Provenance,
+    SourceSAE,
+    content_hash,
+    has_provenance,
+    set_provenance,
+)
+from sae_lens_stitch.sources import SAESource, parse_source
+from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
+
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
+
+DTypeLike = str | torch.dtype
+
+
+@dataclass
+class _Resolved:
+    """What a Hub download actually fetched."""
+
+    commit: str | None = None
+    files: list[str] = field(default_factory=list)
+
+
+def _dtype_name(dtype: DTypeLike | None) -> str | None:
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    return str(dtype).removeprefix("torch.")
+
+
+def _repo_file(folder: str, name: str) -> str:
+    return name if folder in ("", ".") else f"{folder}/{name}"
+
+
+def _read_sparsity(path: str | Path, device: str) -> torch.Tensor:
+    with safe_open(str(path), framework="pt", device=device) as f:  # pyright: ignore[reportCallIssue]
+        return f.get_tensor(SPARSITY_KEY)
+
+
+def _hub_converter(revision: str | None, resolved: _Resolved):
+    """An SAE-Lens ``PretrainedSaeHuggingfaceLoader`` for SAE-Lens-format repos that downloads
+    at ``revision`` and records the commit sha it got; parsing is SAE-Lens's disk loader."""
+
+    def convert(
+        repo_id: str,
+        folder_name: str,
+        device: str = "cpu",
+        force_download: bool = False,
+        cfg_overrides: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
+        def fetch(name: str) -> str:
+            path = hf_hub_download(
+                repo_id=repo_id,
+                filename=_repo_file(folder_name, name),
+                revision=revision,
+                force_download=force_download,
+            )
+            resolved.files.append(_repo_file(folder_name, name))
+            resolved.commit = resolved.commit or _hub.commit_from_cached_path(path)
+            return path
+
+        cfg_path = fetch(CFG_FILENAME)
+        fetch(WEIGHTS_FILENAME)
+        try:
+            sparsity_path: str | None = fetch(SPARSITY_FILENAME)
+        except EntryNotFoundError:
+            sparsity_path = None
+        local = Path(cfg_path).parent
+        cfg_dict, state_dict = sae_lens_disk_loader(
+            local, device=device, cfg_overrides=cfg_overrides
+        )
+        log_sparsity = _read_sparsity(sparsity_path, device) if sparsity_path else None
+        return cfg_dict, state_dict, log_sparsity
+
+    return convert
+
+
+def _check_release(source: SAESource) -> None:
+    directory = get_pretrained_saes_directory()
+    release, sae_id = source.release or "", source.sae_id or ""
+    if release not in directory:
+        near = sorted(r for r in directory if release.lower() in r.lower())[:5]
+        hint = f"; similar releases: {', '.join(near)}" if near else ""
+        raise SourceNotFoundError(
+            f"release {release!r} is not in SAE-Lens's pretrained_saes.yaml{hint}. For a Hub repo "
+            "that is not a release use hf://OWNER/REPO/FOLDER"
+        )
+    ids = list(directory[release].saes_map)
+    if sae_id not in ids:
+        near = [i for i in ids if sae_id in i or i in sae_id][:5] or ids[:5]
+        raise SourceNotFoundError(
+            f"SAE id {sae_id!r} is not in release {release!r}; e.g. {', '.join(near)}"
+        )
+
+
+def _load_remote(
+    source: SAESource, device: str, dtype: str | None
+) -> tuple[SAE[Any], torch.Tensor | None, SourceSAE]:
+    if source.kind == "release":
+        _check_release(source)
+        release, sae_id = source.release or "", source.sae_id or ""
+        repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
+        loader_name = get_conversion_loader_name(release)
+        neuronpedia_id = get_config_overrides(release, sae_id).get("neuronpedia_id")
+        target = f"SAE {release}:{sae_id} (repo {repo_id}, folder {folder})"
+    else:
+        repo_id, folder = source.repo_id or "", source.folder or "."
+        release, sae_id, loader_name, neuronpedia_id = repo_id, folder, "sae_lens", None
+        target = f"SAE in repo {repo_id}, folder {folder}"
+    if source.revision is not None and loader_name != "sae_lens":
+        raise SourceNotFoundError(
+            f"revision {source.revision!r} cannot be pinned for release {release!r}: it uses "
+            f"SAE-Lens's {loader_name!r} converter, which always loads main. Leave revision unset."
+        )
+
+    resolved = _Resolved()
+    converter = _hub_converter(source.revision, resolved) if loader_name == "sae_lens" else None
+    try:
+        sae, _, log_sparsity = SAE.from_pretrained_with_cfg_and_sparsity(
+            release, sae_id, device=device, dtype=dtype or "float32", converter=converter
+        )
+    except (SafetensorError, json.JSONDecodeError) as err:
+        raise CorruptSAEError(f"the files of {target} are corrupt or truncated: {err}") from err
+    except _hub.HUB_ERRORS as err:
+        raise _hub.translate(err, doing="load", target=target) from err
+    commit = resolved.commit or (_hub.cached_ref(repo_id) if source.revision is None else None)
+    if neuronpedia_id is None:
+        neuronpedia_id = getattr(sae.cfg.metadata, "neuronpedia_id", None)
+    ident = SourceSAE(
+        release=source.release if source.kind == "release" else None,
+        sae_id=source.sae_id if source.kind == "release" else None,
+        repo_id=repo_id,
+        revision=commit,
+        folder=folder,
+        neuronpedia_id=neuronpedia_id,
+        architecture=sae.cfg.architecture(),
+        d_sae=sae.cfg.d_sae,
+    )
+    return sae, log_sparsity, ident
+
+
+def _load_local(
+    source: SAESource, device: str, dtype: str | None
+) -> tuple[SAE[Any], torch.Tensor | None, SourceSAE]:
+    folder = Path(source.path or "").expanduser()
+    if not folder.is_dir():
+        raise SourceNotFoundError(f"local SAE folder {str(folder)!r} does not exist")
+    for name in (CFG_FILENAME, WEIGHTS_FILENAME):
+        if not (folder / name).is_file():
+            raise SourceNotFoundError(
+                f"{str(folder)!r} is not an SAE-Lens folder: it has no {name}"
+            )
+    try:
+        sae = SAE.load_from_disk(folder, device=device, dtype=dtype)
+        sparsity_file = folder / SPARSITY_FILENAME
+        log_sparsity = _read_sparsity(sparsity_file, device) if sparsity_file.is_file() else None
+    except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, EOFError) as err:
+        raise CorruptSAEError(
+            f"the SAE in {str(folder)!r} is corrupt or truncated ({type(err).__name__}: {err})"
+        ) from err
+    ident = SourceSAE(
+        path=str(folder.resolve()),
+        content_hash=content_hash(sae),
+        architecture=sae.cfg.architecture(),
+        d_sae=sae.cfg.d_sae,
+    )
+    return sae, log_sparsity, ident
+
+
+def load_sae(
+    source: str | os.PathLike[str] | tuple[str, str],
+    *,
+    revision: str | None = None,
+    device: str = "cpu",
+    dtype: DTypeLike | None = None,
+) -> SAE[Any]:
+    """Load an SAE-Lens SAE from ``source`` and record where it came from.
+
+    ``source`` is ``"RELEASE:SAE_ID[@REVISION]"``, a ``(release, sae_id)`` pair,
+    ``"hf://OWNER/REPO[/FOLDER][@REVISION]"`` or a local folder (see
+    :func:`sae_lens_stitch.sources.parse_source`). ``revision`` pins a branch, tag or commit for
+    Hub sources. ``dtype`` defaults to float32 for Hub sources and to the saved dtype for folders.
+
+    An SAE whose config already carries a provenance record (a stitched SAE saved by this
+    package) keeps it; any other SAE gets an identity record naming the release, SAE id, repo,
+    the commit sha actually downloaded, the folder and the Neuronpedia id (Hub sources), or
+    the folder and a content hash (local sources). Its log10 firing rates, when the source has
+    them, are kept (:func:`sae_lens_stitch.sparsity.get_log_sparsity`).
+
+    Raises :class:`SourceNotFoundError` (no such release, SAE id, repo, revision or folder),
+    :class:`OfflineError` (offline and not cached, or the Hub unreachable),
+    :class:`MissingTokenError` (gated or private) and :class:`CorruptSAEError` (unreadable files).
+    """
+    parsed = parse_source(source, revision=revision)
+    if parsed.kind == "local" and revision is not None:
+        raise SourceNotFoundError(
+            f"revision {revision!r} does not apply to local folder {parsed.path!r}"
+        )
+    load = _load_local if parsed.kind == "local" else _load_remote
+    sae, log_sparsity, ident = load(parsed, device, _dtype_name(dtype))
+    if not has_provenance(sae):
+        set_provenance(sae, Provenance.identity(ident))
+    if log_sparsity is not None:
+        try:
+            set_log_sparsity(sae, log_sparsity)
+        except ValueError as err:
+            raise CorruptSAEError(f"sparsity of {parsed} does not match the SAE: {err}") from err
+    return sae
