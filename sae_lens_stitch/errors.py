@@ -71,3 +71,7 @@ class RoundTripMismatchError(StitchError, RuntimeError):
 class UnsupportedSAEError(StitchError, ValueError):
     """An SAE setting an operation cannot handle, e.g. run-time activation normalisation
     (constant_norm_rescale, layer_norm) for the closed-form insert effects and curves."""
+
+
+class InvalidDestinationError(StitchError, ValueError):
+    """A repo id or path in a repo that is malformed (e.g. not owner/name, or containing '..')."""
