@@ -1,0 +1,328 @@
+"""Step 5: evaluate an SAE on activations (MSE, FVU, L0, dead and dense latents) and, with a
+language model, by splicing it into the model (cross-entropy, loss recovered, KL divergence).
+
+Definitions (every metric records whether lower or higher is better):
+
+- ``mse``: mean over tokens of the squared error summed over dimensions,
+  ``sum_n ||x_n - x̂_n||² / N``. This is SAE-Lens's convention (``sae_lens.evals``: "sum over
+  dimensions, mean over tokens"), not the mean over individual entries.
+- ``fvu``: fraction of variance unexplained, ``sum_n ||x_n - x̂_n||² / sum_n ||x_n - μ||²`` with
+  ``μ`` the per-dimension mean over all N tokens. This is exactly ``1 - explained_variance`` of
+  SAE-Lens's ``ExplainedVarianceCalculator`` (the current one, not ``explained_variance_legacy``,
+  which averages a per-batch ratio). Sums are accumulated in float64 on the CPU.
+- ``explained_variance``: ``1 - fvu``.
+- ``l0``: mean over tokens of the number of latents with a non-zero activation (``!= 0``, so the
+  negative activations of AbsTopK SAEs count).
+- ``n_dead``: latents that fire on no token of the evaluation data.
+- ``n_dense``: latents that fire on more than ``dense_threshold`` (default 10%) of the tokens.
+
+``x̂`` is always ``sae.decode(sae.encode(x))``: the forward pass is SAE-Lens's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from sae_lens import SAE
+
+from sae_lens_stitch.progress import track
+
+ActivationsLike = torch.Tensor | Iterable[torch.Tensor]
+"""A tensor [..., d_in] or an iterable of such batches (e.g. a generator reading from disk)."""
+
+DEFAULT_BATCH_SIZE = 4096
+DEFAULT_DENSE_THRESHOLD = 0.1
+"""A latent firing on more than this fraction of tokens counts as dense."""
+
+Better = Literal["lower", "higher"]
+
+
+class Metric(BaseModel):
+    """A value and the direction in which it is better."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
+    value: float
+    """NaN where undefined (e.g. loss recovered when ablation does not change the loss)."""
+    better: Better
+
+
+def _lower(value: float) -> Metric:
+    return Metric(value=value, better="lower")
+
+
+def _higher(value: float) -> Metric:
+    return Metric(value=value, better="higher")
+
+
+class Metrics(BaseModel):
+    """Reconstruction and sparsity metrics of one SAE on one set of activations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mse: Metric
+    """Mean over tokens of ||x - x̂||² (summed over dimensions). Lower is better."""
+    fvu: Metric
+    """Fraction of variance unexplained (1 - explained variance). Lower is better."""
+    explained_variance: Metric
+    """1 - FVU. Higher is better."""
+    l0: Metric
+    """Mean number of active latents per token. Lower is better (sparser)."""
+    n_dead: Metric
+    """Latents that never fire on these activations. Lower is better."""
+    n_dense: Metric
+    """Latents firing on more than ``dense_threshold`` of the tokens. Lower is better."""
+    n_tokens: int
+    """Tokens evaluated."""
+    d_sae: int
+    """Latents of the SAE."""
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD
+
+
+class ModelMetrics(BaseModel):
+    """Downstream metrics of an SAE spliced into a language model at its hook."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hook_name: str
+    ce_loss_clean: Metric
+    """Cross-entropy of the unmodified model (a reference; lower is better)."""
+    ce_loss_with_sae: Metric
+    """Cross-entropy with the hook's activation replaced by the SAE's reconstruction."""
+    ce_loss_zero_ablation: Metric
+    """Cross-entropy with the hook's activation set to zero (a reference)."""
+    ce_loss_recovered: Metric
+    """(CE_ablation - CE_sae) / (CE_ablation - CE_clean): 1 is perfect. Higher is better."""
+    kl_div_with_sae: Metric
+    """Mean over tokens of KL(clean || with SAE) of the next-token distributions."""
+    kl_div_zero_ablation: Metric
+    """Mean over tokens of KL(clean || zero-ablated) (a reference)."""
+    n_tokens: int
+    """Tokens whose next-token loss was measured."""
+
+
+def _flat(batch: torch.Tensor, d_in: int) -> torch.Tensor:
+    if batch.ndim == 0 or batch.shape[-1] != d_in:
+        raise ValueError(
+            f"activations must have last dimension d_in={d_in}; got shape {tuple(batch.shape)}"
+        )
+    return batch.reshape(-1, d_in)
+
+
+def iter_batches(
+    activations: ActivationsLike,
+    d_in: int,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+    description: str = "evaluating",
+) -> Iterator[torch.Tensor]:
+    """Yield [n, d_in] batches of at most ``batch_size`` tokens from a tensor or an iterable of
+    tensors, with a progress bar. A tensor is sliced (no copy); iterables are streamed."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if isinstance(activations, torch.Tensor):
+        flat = _flat(activations, d_in)
+        starts = range(0, flat.shape[0], batch_size)
+        for s in track(starts, total=len(starts), description=description, show=show_progress):
+            yield flat[s : s + batch_size]
+        return
+    total = len(activations) if hasattr(activations, "__len__") else None  # type: ignore[arg-type]
+    for batch in track(activations, total=total, description=description, show=show_progress):
+        flat = _flat(torch.as_tensor(batch), d_in)
+        for s in range(0, flat.shape[0], batch_size):
+            yield flat[s : s + batch_size]
+
+
+def materialize(activations: ActivationsLike, d_in: int) -> torch.Tensor:
+    """All activations as one [N, d_in] tensor (for the computations that need them twice)."""
+    if isinstance(activations, torch.Tensor):
+        return _flat(activations, d_in)
+    parts = [_flat(torch.as_tensor(b), d_in) for b in activations]
+    if not parts:
+        raise ValueError("activations are empty")
+    return torch.cat(parts)
+
+
+class VarianceAccumulator:
+    """Streaming sums for MSE and FVU (float64 on the CPU; see the module docstring)."""
+
+    def __init__(self, d_in: int):
+        self.sum_x_D = torch.zeros(d_in, dtype=torch.float64)
+        self.sum_sq = 0.0
+        self.sse = 0.0
+        self.n = 0
+
+    def add(self, x_ND: torch.Tensor, x_hat_ND: torch.Tensor | None = None) -> None:
+        x64 = x_ND.detach().to("cpu", torch.float64)
+        self.sum_x_D += x64.sum(dim=0)
+        self.sum_sq += float(x64.pow(2).sum())
+        if x_hat_ND is not None:
+            self.sse += float((x64 - x_hat_ND.detach().to("cpu", torch.float64)).pow(2).sum())
+        self.n += x64.shape[0]
+
+    @property
+    def total_variance(self) -> float:
+        """sum_n ||x_n - μ||²."""
+        if self.n == 0:
+            return 0.0
+        return self.sum_sq - float(self.sum_x_D.pow(2).sum()) / self.n
+
+    def mse(self, sse: float | None = None) -> float:
+        return (self.sse if sse is None else sse) / max(self.n, 1)
+
+    def fvu(self, sse: float | None = None) -> float:
+        sse = self.sse if sse is None else sse
+        var = self.total_variance
+        if var <= 1e-10 * max(self.n, 1):
+            return 0.0 if sse <= 1e-10 * max(self.n, 1) else 1.0
+        return sse / var
+
+
+def _count_active(acts_NL: torch.Tensor) -> torch.Tensor:
+    return (acts_NL != 0).sum(dim=0)
+
+
+@torch.no_grad()
+def _run(
+    sae: SAE[Any],
+    activations: ActivationsLike,
+    *,
+    batch_size: int,
+    show_progress: bool | None,
+    reconstruct: bool,
+) -> tuple[VarianceAccumulator, torch.Tensor]:
+    d_in = sae.cfg.d_in
+    acc = VarianceAccumulator(d_in)
+    counts_L = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
+    for x_ND in iter_batches(activations, d_in, batch_size=batch_size, show_progress=show_progress):
+        x_ND = x_ND.to(sae.W_dec.device)
+        acts_NL = sae.encode(x_ND)
+        counts_L += _count_active(acts_NL)
+        acc.add(x_ND, sae.decode(acts_NL) if reconstruct else None)
+    if acc.n == 0:
+        raise ValueError("activations are empty: no tokens to evaluate")
+    return acc, counts_L.cpu()
+
+
+def evaluate(
+    sae: SAE[Any],
+    activations: ActivationsLike,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
+    show_progress: bool | None = None,
+) -> Metrics:
+    """MSE, FVU, explained variance, L0, dead and dense latents of ``sae`` on ``activations``
+    (a tensor [..., d_in] or an iterable of batches), streamed ``batch_size`` tokens at a time.
+    Memory: one batch plus O(d_in + d_sae)."""
+    acc, counts_L = _run(
+        sae, activations, batch_size=batch_size, show_progress=show_progress, reconstruct=True
+    )
+    fvu = acc.fvu()
+    return Metrics(
+        mse=_lower(acc.mse()),
+        fvu=_lower(fvu),
+        explained_variance=_higher(1.0 - fvu),
+        l0=_lower(float(counts_L.sum()) / acc.n),
+        n_dead=_lower(float((counts_L == 0).sum())),
+        n_dense=_lower(float((counts_L > dense_threshold * acc.n).sum())),
+        n_tokens=acc.n,
+        d_sae=sae.cfg.d_sae,
+        dense_threshold=dense_threshold,
+    )
+
+
+def firing_counts(
+    sae: SAE[Any],
+    activations: ActivationsLike,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+) -> torch.Tensor:
+    """[d_sae] number of tokens on which each latent fires (activation != 0), on the CPU."""
+    _, counts_L = _run(
+        sae, activations, batch_size=batch_size, show_progress=show_progress, reconstruct=False
+    )
+    return counts_L
+
+
+def dead_latents(
+    sae: SAE[Any],
+    activations: ActivationsLike,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+) -> torch.Tensor:
+    """[d_sae] bool mask of the latents that fire on no token of ``activations``."""
+    return firing_counts(sae, activations, batch_size=batch_size, show_progress=show_progress) == 0
+
+
+@torch.no_grad()
+def evaluate_with_model(
+    sae: SAE[Any],
+    model: Any,
+    tokens: torch.Tensor,
+    *,
+    batch_size: int = 8,
+    hook_name: str | None = None,
+    show_progress: bool | None = None,
+) -> ModelMetrics:
+    """Splice ``sae`` into ``model`` (a transformer-lens HookedTransformer or
+    HookedSAETransformer) at ``hook_name`` (default: the SAE's ``cfg.metadata.hook_name``) and
+    measure next-token cross-entropy clean, with the SAE's reconstruction, and with the
+    activation zero-ablated, the fraction of loss recovered and the KL divergence from the clean
+    model, over ``tokens`` [batch, seq] in batches of ``batch_size`` sequences.
+
+    Uses SAE-Lens's ``sae_lens.evals.get_recons_loss`` for every batch (no activation
+    scaling) and averages per-token values over all tokens."""
+    from sae_lens.evals import get_recons_loss
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    hook = hook_name or sae.cfg.metadata.hook_name
+    if not hook:
+        raise ValueError("the SAE has no cfg.metadata.hook_name; pass hook_name=")
+    if hook not in model.hook_dict:
+        raise ValueError(f"hook {hook!r} is not a hook point of the model")
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ValueError(f"tokens must be [batch, seq] with seq >= 2; got {tuple(tokens.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    sums = {"clean": 0.0, "sae": 0.0, "abl": 0.0, "kl_sae": 0.0, "kl_abl": 0.0}
+    n_ce = n_kl = 0
+    starts = range(0, tokens.shape[0], batch_size)
+    for s in track(starts, total=len(starts), description="model evals", show=show_progress):
+        batch = tokens[s : s + batch_size].to(model.cfg.device)
+        out = get_recons_loss(
+            sae,
+            model,
+            ActivationScaler(),
+            batch,
+            compute_kl=True,
+            compute_ce_loss=True,
+            hook_name=hook,
+        )
+        sums["clean"] += float(out["ce_loss_without_sae"].double().sum())
+        sums["sae"] += float(out["ce_loss_with_sae"].double().sum())
+        sums["abl"] += float(out["ce_loss_with_ablation"].double().sum())
+        sums["kl_sae"] += float(out["kl_div_with_sae"].double().sum())
+        sums["kl_abl"] += float(out["kl_div_with_ablation"].double().sum())
+        n_ce += out["ce_loss_without_sae"].numel()
+        n_kl += out["kl_div_with_sae"].numel()
+    clean, with_sae, abl = sums["clean"] / n_ce, sums["sae"] / n_ce, sums["abl"] / n_ce
+    denom = abl - clean
+    recovered = (abl - with_sae) / denom if abs(denom) > 1e-12 else math.nan
+    return ModelMetrics(
+        hook_name=hook,
+        ce_loss_clean=_lower(clean),
+        ce_loss_with_sae=_lower(with_sae),
+        ce_loss_zero_ablation=_lower(abl),
+        ce_loss_recovered=_higher(recovered),
+        kl_div_with_sae=_lower(sums["kl_sae"] / n_kl),
+        kl_div_zero_ablation=_lower(sums["kl_abl"] / n_kl),
+        n_tokens=n_ce,
+    )
