@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import check_compatible
+from sae_lens_stitch.evaluate import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
 from sae_lens_stitch.match import FeatureMatches, WeightsKind, match_features
 from sae_lens_stitch.provenance import SourceSAE, get_provenance
+from sae_lens_stitch.sparsity import get_log_sparsity
 
 DEFAULT_THRESHOLD = 0.7
 """Max cosine below which a large latent is novel (the method's default)."""
@@ -164,6 +166,37 @@ def classify_from_matches(
     )
 
 
+DEAD_LOG_SPARSITY = -9.5
+"""Stored log10 firing rates below this mark a latent as never firing (SAE-Lens stores
+log10(rate + 1e-10): -10 for a latent that never fired)."""
+
+
+def _dead_mask(
+    large: SAE[Any],
+    dead_mask: torch.Tensor | None,
+    activations: ActivationsLike | None,
+    *,
+    batch_size: int,
+    use_stored_sparsity: bool,
+    show_progress: bool | None,
+) -> torch.Tensor | None:
+    masks: list[torch.Tensor] = [] if dead_mask is None else [dead_mask.cpu().bool()]
+    if activations is not None:
+        masks.append(
+            dead_latents(large, activations, batch_size=batch_size, show_progress=show_progress)
+        )
+    elif use_stored_sparsity:
+        log_sparsity_L = get_log_sparsity(large)
+        if log_sparsity_L is not None:
+            masks.append(log_sparsity_L < DEAD_LOG_SPARSITY)
+    if not masks:
+        return None
+    out = masks[0]
+    for m in masks[1:]:
+        out = out | m
+    return out
+
+
 def classify_features(
     small: SAE[Any],
     large: SAE[Any],
@@ -173,11 +206,28 @@ def classify_features(
     dead_mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
     show_progress: bool | None = None,
+    activations: ActivationsLike | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    use_stored_sparsity: bool = True,
 ) -> FeatureClassification:
     """Classify every latent of ``large`` as novel or reconstruction relative to ``small``
     (max cosine of decoder directions against ``threshold``), and count each small latent's
-    children. Latents flagged in ``dead_mask`` are reported as dead instead."""
+    children. Latents flagged in ``dead_mask`` are reported as dead instead.
+
+    Dead latents keep random-looking decoder rows that the cosine proxy would call novel. With
+    ``activations`` (a tensor [..., d_in] or an iterable of batches), large latents that fire on
+    none of them are also dead; without, if ``use_stored_sparsity`` and ``large`` carries a
+    stored log10 firing rate (:mod:`sae_lens_stitch.sparsity`), latents whose rate is below
+    ``DEAD_LOG_SPARSITY`` (SAE-Lens stores log10(rate + 1e-10), so -10 means never fired) are."""
     check_compatible(small, large, names=("small", "large"))
+    dead_mask = _dead_mask(
+        large,
+        dead_mask,
+        activations,
+        batch_size=batch_size,
+        use_stored_sparsity=use_stored_sparsity,
+        show_progress=show_progress,
+    )
     forward = match_features(
         large, small, weights=weights, chunk_size=chunk_size, show_progress=show_progress
     )

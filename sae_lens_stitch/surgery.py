@@ -18,6 +18,7 @@ from sae_lens import SAE
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, classify_features, describe_sae
 from sae_lens_stitch.errors import InvalidIndicesError
+from sae_lens_stitch.evaluate import ActivationsLike
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.provenance import Operation, Provenance, get_provenance, set_provenance
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
@@ -105,10 +106,13 @@ def stitch(
     indices: IndexLike | None = None,
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    activations: ActivationsLike | None = None,
 ) -> SAE[Any]:
     """``base``'s latents followed by ``donor``'s latents ``indices`` (in that order).
 
-    Default indices: the donor's novel latents relative to ``base`` at ``threshold``. For
+    Default indices: the donor's novel latents relative to ``base`` at ``threshold``, leaving
+    out dead latents (never firing on ``activations`` when given, else marked dead by the
+    donor's stored sparsity, see :func:`classify_features`). For
     standard, JumpReLU and gated SAEs (and transcoders) the result is exact: base latents fire
     as in ``base``, inserted latents as in ``donor``, and the decode is base's plus the inserted
     contributions. TopK SAEs join as ``block_topk`` (see :mod:`sae_lens_stitch.block_topk`).
@@ -116,18 +120,24 @@ def stitch(
     check_compatible(base, donor)
     check_same_family(base, donor)
     if indices is None:
-        idx_P = classify_features(base, donor, threshold=threshold).novel_indices
+        classification = classify_features(
+            base, donor, threshold=threshold, activations=activations
+        )
+        idx_P = classification.novel_indices
         chosen_by = "novel"
+        n_dead = classification.summary.n_dead
     else:
         idx_P = check_indices(indices, donor.cfg.d_sae, what="donor indices")
         chosen_by = "explicit"
+        n_dead = 0
     keep_B = torch.arange(base.cfg.d_sae)
     op = Operation(
         operation="stitch",
         threshold=threshold if indices is None else None,
         inputs=[describe_sae(base), describe_sae(donor)],
         n_latents_in=int(idx_P.numel()),
-        details={"chosen_by": chosen_by, "exact": get_rule(base).exact},
+        details={"chosen_by": chosen_by, "exact": get_rule(base).exact}
+        | ({"n_dead_excluded": n_dead} if n_dead else {}),
     )
     return assemble(base, [Part(base, keep_B), Part(donor, idx_P)], op)
 

@@ -164,3 +164,32 @@ def test_evaluate_with_model_on_tiny_transformer() -> None:
         evaluate_with_model(
             make_sae("standard", 8, 16, hook_name="blocks.9.nothing"), model, tokens
         )
+
+
+def test_dead_latents_classified_and_not_stitched() -> None:
+    from conftest import related_pair
+
+    from sae_lens_stitch import classify_features, get_provenance, stitch
+    from sae_lens_stitch.classify import FeatureCategory
+    from sae_lens_stitch.sparsity import set_log_sparsity
+
+    small, large = related_pair("standard", n_small=8, n_novel=6, d_in=16)
+    novel_before = classify_features(small, large).novel_indices.tolist()
+    dead = [novel_before[0], 0]
+    with torch.no_grad():
+        large.b_enc[dead] = -1e6
+    x = acts(100)
+    c = classify_features(small, large, activations=x)
+    assert all(c.categories[i] is FeatureCategory.DEAD for i in dead)
+    assert c.summary.n_dead == len(dead)
+    assert set(c.novel_indices.tolist()) == set(novel_before) - set(dead)
+    stitched = stitch(small, large, activations=x)
+    assert stitched.cfg.d_sae == small.cfg.d_sae + len(novel_before) - 1
+    assert get_provenance(stitched).operations[-1].details["n_dead_excluded"] == 2
+    # without data: the stored sparsity marks never-firing latents
+    log_sparsity = torch.full((large.cfg.d_sae,), -2.0)
+    log_sparsity[dead] = -10.0
+    set_log_sparsity(large, log_sparsity)
+    c2 = classify_features(small, large)
+    assert c2.summary.n_dead == 2
+    assert classify_features(small, large, use_stored_sparsity=False).summary.n_dead == 0
