@@ -17,6 +17,7 @@ from sae_lens_stitch.errors import (
     CorruptSAEError,
     HubError,
     IncompatibleSAEsError,
+    InvalidDestinationError,
     InvalidIndicesError,
     InvalidWeightsError,
     MissingTokenError,
@@ -28,6 +29,7 @@ from sae_lens_stitch.errors import (
     UnsupportedArchitectureError,
 )
 from sae_lens_stitch.families import FeatureFamily, feature_families
+from sae_lens_stitch.load import load_sae
 from sae_lens_stitch.match import FeatureMatches, match_features
 from sae_lens_stitch.provenance import (
     LatentOrigin,
@@ -36,11 +38,14 @@ from sae_lens_stitch.provenance import (
     SourceSAE,
     get_provenance,
 )
+from sae_lens_stitch.publish import PushResult, push_to_hub
 from sae_lens_stitch.registry import (
     ArchitectureRule,
     register_architecture,
     registered_architectures,
 )
+from sae_lens_stitch.save import save_sae
+from sae_lens_stitch.sources import SAESource, parse_source
 from sae_lens_stitch.surgery import frankenstein, remove_features, stitch, swap
 
 _block_topk.register()
@@ -55,6 +60,7 @@ __all__ = [
     "FeatureMatches",
     "HubError",
     "IncompatibleSAEsError",
+    "InvalidDestinationError",
     "InvalidIndicesError",
     "InvalidWeightsError",
     "LatentOrigin",
@@ -63,7 +69,9 @@ __all__ = [
     "Operation",
     "PathExistsError",
     "Provenance",
+    "PushResult",
     "RoundTripMismatchError",
+    "SAESource",
     "SourceNotFoundError",
     "SourceSAE",
     "StitchError",
@@ -75,10 +83,14 @@ __all__ = [
     "feature_families",
     "frankenstein",
     "get_provenance",
+    "load_sae",
     "match_features",
+    "parse_source",
+    "push_to_hub",
     "register_architecture",
     "registered_architectures",
     "remove_features",
+    "save_sae",
     "stitch",
     "swap",
 ]
