@@ -1,0 +1,287 @@
+"""Step 5b: publish. Push an SAE to a Hugging Face repo so that plain SAE-Lens loads it with
+``SAE.from_pretrained(repo_id, path_in_repo)``, with a model card that lists every SAE in the
+repo and where its latents came from.
+
+Before anything is uploaded the SAE is saved to a temporary folder, reloaded with SAE-Lens's
+``SAE.load_from_disk`` and compared with the original on random inputs; a mismatch raises
+:class:`~sae_lens_stitch.errors.RoundTripMismatchError`. The files and the updated README.md go
+up in one commit whose parent is the revision's head when the card was read, so a concurrent
+push cannot silently clobber the card. The token is never printed, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    get_token,
+    hf_hub_download,
+)
+from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+from pydantic import BaseModel, ConfigDict
+from sae_lens import SAE
+
+from sae_lens_stitch import _hub
+from sae_lens_stitch.errors import (
+    HubError,
+    InvalidDestinationError,
+    MissingTokenError,
+    OfflineError,
+    PathExistsError,
+    RoundTripMismatchError,
+    SourceNotFoundError,
+)
+from sae_lens_stitch.model_card import MetricsLike, card_entry, update_card
+from sae_lens_stitch.provenance import get_provenance
+from sae_lens_stitch.save import write_sae_files
+from sae_lens_stitch.sparsity import get_log_sparsity
+
+README = "README.md"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PATH_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
+ROUND_TRIP_TOKENS = 256
+"""Random inputs compared before upload."""
+
+
+class PushResult(BaseModel):
+    """What :func:`push_to_hub` wrote."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_id: str
+    path_in_repo: str
+    revision: str
+    """Branch pushed to (the PR's target when ``pr_url`` is set)."""
+    commit_sha: str
+    commit_url: str
+    pr_url: str | None = None
+    files: list[str]
+    """Paths in the repo written by the commit (the SAE's files and README.md)."""
+    deleted: list[str] = []
+    """Stale paths removed from the SAE's folder (only with overwrite=True)."""
+    round_trip_max_abs_diff: float
+    """Largest |difference| between the SAE and its reload by plain SAE-Lens (lower is better)."""
+
+    def load_snippet(self) -> str:
+        """Python that loads the pushed SAE with plain SAE-Lens."""
+        return f'from sae_lens import SAE\nsae = SAE.from_pretrained("{self.repo_id}", "{self.path_in_repo}")'
+
+
+def default_path_in_repo(sae: SAE[Any]) -> str:
+    """``<hook_name>_<d_sae>``, with ``_stitched`` when provenance lists operations."""
+    hook = getattr(sae.cfg.metadata, "hook_name", None) or "sae"
+    suffix = "_stitched" if get_provenance(sae).operations else ""
+    name = f"{hook}{suffix}_{sae.cfg.d_sae}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+def _check_destination(repo_id: str, path_in_repo: str) -> str:
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
+        raise InvalidDestinationError(f"repo_id {repo_id!r} must be OWNER/NAME")
+    path = path_in_repo.strip("/")
+    parts = PurePosixPath(path).parts if path else ()
+    if not parts or any(p in (".", "..") or not _PATH_PART.match(p) for p in parts):
+        raise InvalidDestinationError(
+            f"path_in_repo {path_in_repo!r} must be a relative folder like 'blocks.8.hook_resid_pre_1234' "
+            "(letters, digits, . _ - + =; no '..'; not the repo root)"
+        )
+    return "/".join(parts)
+
+
+def _reload(folder: Path, device: str) -> SAE[Any]:
+    """Plain SAE-Lens's reload of a saved folder."""
+    return SAE.load_from_disk(folder, device=device)
+
+
+@torch.no_grad()
+def check_round_trip(sae: SAE[Any], folder: Path, *, n_tokens: int = ROUND_TRIP_TOKENS) -> float:
+    """Reload ``folder`` with SAE-Lens and compare it with ``sae`` on random inputs: encodings,
+    reconstructions, provenance and sparsity. Returns the largest absolute difference; raises
+    :class:`RoundTripMismatchError` when it is off."""
+    device = str(sae.W_dec.device)
+    reloaded = _reload(folder, device)
+    where = f"the SAE saved in {folder}"
+    if type(reloaded) is not type(sae) or reloaded.cfg.d_sae != sae.cfg.d_sae:
+        raise RoundTripMismatchError(
+            f"{where} reloads as {type(reloaded).__name__} with d_sae={reloaded.cfg.d_sae}, "
+            f"not {type(sae).__name__} with d_sae={sae.cfg.d_sae}"
+        )
+    gen = torch.Generator().manual_seed(0)
+    x_ND = torch.randn(n_tokens, sae.cfg.d_in, generator=gen).to(device, sae.W_dec.dtype)
+    x_ND = x_ND * sae.W_dec.detach().norm(dim=-1).mean().clamp_min(1e-6) + sae.b_dec.detach()
+    was_training = sae.training
+    sae.eval()
+    try:
+        pairs = {
+            "encode": (sae.encode(x_ND), reloaded.encode(x_ND)),
+            "forward": (sae(x_ND), reloaded(x_ND)),
+        }
+    finally:
+        sae.train(was_training)
+    worst = 0.0
+    for name, (a, b) in pairs.items():
+        if a.shape != b.shape:
+            raise RoundTripMismatchError(
+                f"{where}: {name} shape {tuple(b.shape)} != {tuple(a.shape)}"
+            )
+        diff = float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+        scale = float(a.float().abs().max()) if a.numel() else 0.0
+        if not diff <= 1e-5 * (1.0 + scale):  # also catches NaN
+            raise RoundTripMismatchError(
+                f"{where}: {name} differs from the original by up to {diff:.3g} after reloading "
+                "with plain SAE-Lens; refusing to upload"
+            )
+        worst = max(worst, diff)
+    if get_provenance(reloaded) != get_provenance(sae):
+        raise RoundTripMismatchError(f"{where}: the provenance record did not survive reloading")
+    return worst
+
+
+def _resolve_token(token: str | None) -> str:
+    found = token or get_token()
+    if not found:
+        raise MissingTokenError(
+            "pushing needs a Hugging Face token with write access: pass token=..., set HF_TOKEN, "
+            "or run `hf auth login`"
+        )
+    return found
+
+
+def _existing_files(api: HfApi, repo_id: str, folder: str, revision: str) -> list[str]:
+    infos = api.get_paths_info(repo_id, [folder], revision=revision)
+    if not infos:
+        return []
+    if not any(getattr(info, "tree_id", None) is not None for info in infos):
+        return [folder]  # a file where the folder should be
+    return sorted(
+        entry.path
+        for entry in api.list_repo_tree(
+            repo_id, path_in_repo=folder, revision=revision, recursive=True
+        )
+        if getattr(entry, "blob_id", None) is not None
+    )
+
+
+def _read_card(api: HfApi, repo_id: str, revision: str, token: str, workdir: Path) -> str | None:
+    try:
+        path = hf_hub_download(
+            repo_id,
+            README,
+            revision=revision,
+            token=token,
+            endpoint=api.endpoint,
+            cache_dir=workdir / "card-cache",
+        )
+    except EntryNotFoundError:
+        return None
+    return Path(path).read_text(encoding="utf-8")
+
+
+def push_to_hub(
+    sae: SAE[Any],
+    repo_id: str,
+    *,
+    path_in_repo: str | None = None,
+    revision: str = "main",
+    private: bool = False,
+    commit_message: str | None = None,
+    token: str | None = None,
+    overwrite: bool = False,
+    create_pr: bool = False,
+    metrics: MetricsLike | None = None,
+    endpoint: str | None = None,
+) -> PushResult:
+    """Upload ``sae`` to ``repo_id`` under ``path_in_repo`` and list it in the repo's card.
+
+    The repo is created (``private``) if it does not exist. ``path_in_repo`` defaults to
+    :func:`default_path_in_repo`. An existing folder there raises :class:`PathExistsError`
+    unless ``overwrite`` (then stale files in it are deleted in the same commit). ``metrics``
+    (a mapping or a pydantic model, e.g. an evaluation result) go into the card. ``endpoint``
+    overrides HF_ENDPOINT.
+
+    Raises :class:`MissingTokenError` (no token, or one without write access),
+    :class:`OfflineError` (HF_HUB_OFFLINE set or the Hub unreachable),
+    :class:`SourceNotFoundError` (no such branch), :class:`RoundTripMismatchError` (the saved SAE
+    does not reload identically) and :class:`HubError` (anything else the Hub refuses)."""
+    folder = _check_destination(repo_id, path_in_repo or default_path_in_repo(sae))
+    if _hub.is_offline():
+        raise OfflineError(f"cannot push to {repo_id}: offline mode is on; {_hub.OFFLINE_HINT}")
+    secret = _resolve_token(token)
+    api = HfApi(endpoint=endpoint, token=secret)
+    target = f"{repo_id}/{folder}@{revision}"
+
+    with tempfile.TemporaryDirectory(prefix="sae-stitch-push-") as tmp:
+        workdir = Path(tmp)
+        staged = workdir / "sae"
+        staged.mkdir()
+        names = write_sae_files(sae, staged)
+        max_diff = check_round_trip(sae, staged)
+        if get_log_sparsity(sae) is not None and "sparsity.safetensors" not in names:
+            raise RoundTripMismatchError("sparsity was known but not written")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            head = api.repo_info(repo_id, revision=revision).sha
+            existing = _existing_files(api, repo_id, folder, revision)
+            if existing and not overwrite:
+                raise PathExistsError(
+                    f"{repo_id} already has {folder!r} at {revision} ({len(existing)} file(s), e.g. "
+                    f"{existing[0]}); pass overwrite=True to replace it or choose another path_in_repo"
+                )
+            card_text = update_card(
+                _read_card(api, repo_id, revision, secret, workdir),
+                repo_id,
+                card_entry(sae, folder, metrics=metrics),
+            )
+            written = [f"{folder}/{name}" for name in names]
+            stale = [path for path in existing if path not in written]
+            operations: list[CommitOperationAdd | CommitOperationDelete] = [
+                CommitOperationAdd(
+                    path_in_repo=f"{folder}/{name}", path_or_fileobj=str(staged / name)
+                )
+                for name in names
+            ]
+            card_file = workdir / README
+            card_file.write_text(card_text, encoding="utf-8")
+            operations.append(
+                CommitOperationAdd(path_in_repo=README, path_or_fileobj=str(card_file))
+            )
+            operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
+            info = api.create_commit(
+                repo_id,
+                operations,
+                commit_message=commit_message
+                or f"Add SAE {folder} ({sae.cfg.d_sae} latents) with sae-lens-stitch",
+                revision=revision,
+                create_pr=create_pr,
+                parent_commit=head,
+            )
+        except RevisionNotFoundError as err:
+            raise SourceNotFoundError(
+                f"cannot push to {target}: branch {revision!r} does not exist; create it first "
+                f"(HfApi().create_branch({repo_id!r}, branch={revision!r})) or push to main"
+            ) from err
+        except _hub.HUB_ERRORS as err:
+            raise _hub.translate(err, doing="push to", target=target) from err
+        except ValueError as err:
+            if isinstance(err, (PathExistsError, SourceNotFoundError, InvalidDestinationError)):
+                raise
+            raise HubError(f"cannot push to {target}: {err}") from err
+
+    return PushResult(
+        repo_id=repo_id,
+        path_in_repo=folder,
+        revision=revision,
+        commit_sha=info.oid,
+        commit_url=str(info.commit_url),
+        pr_url=info.pr_url,
+        files=[*written, README],
+        deleted=stale,
+        round_trip_max_abs_diff=max_diff,
+    )
