@@ -39,9 +39,7 @@ def test_closed_form_equals_brute_force(arch: str) -> None:
         assert float(eff.delta_fvu[i]) == pytest.approx(
             brute.fvu.value - base.fvu.value, abs=2e-5 * scale
         )
-        assert int(eff.firing_counts[i]) == round(
-            (brute.l0.value - base.l0.value) * brute.n_tokens
-        )
+        assert int(eff.firing_counts[i]) == round((brute.l0.value - base.l0.value) * brute.n_tokens)
     assert eff.summary.base_mse.value == pytest.approx(base.mse.value, rel=1e-6)
 
 

@@ -1,0 +1,114 @@
+"""Incremental curves equal a full recomputation (build the SAE with stitch / swap, evaluate)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from conftest import related_pair
+
+from sae_lens_stitch import feature_families, stitch, swap
+from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
+from sae_lens_stitch.evaluate import evaluate
+
+
+def data_for(large, n: int = 300, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    coef = torch.rand(n, large.cfg.d_sae, generator=gen) * (
+        torch.rand(n, large.cfg.d_sae, generator=gen) < 0.08
+    )
+    with torch.no_grad():
+        return coef @ large.W_dec + 0.05 * torch.randn(n, large.cfg.d_in, generator=gen)
+
+
+def close(point, metrics) -> None:
+    assert point.mse == pytest.approx(metrics.mse.value, rel=1e-4, abs=1e-6)
+    assert point.fvu == pytest.approx(metrics.fvu.value, rel=1e-4, abs=1e-6)
+    assert point.l0 == pytest.approx(metrics.l0.value, abs=1e-9)
+    assert point.n_latents == metrics.d_sae
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu", "gated"])
+@pytest.mark.parametrize("category", ["novel", "reconstruction"])
+def test_insertion_curve_matches_recomputation(arch: str, category: str) -> None:
+    small, large = related_pair(arch, n_small=10, n_novel=6, d_in=16)
+    x = data_for(large)
+    curve = insertion_curve(small, large, x, category=category, batch_size=64)  # type: ignore[arg-type]
+    assert curve.exact and curve.kind == f"insert_{category}"
+    inserted = [int(p.label[2:]) for p in curve.points[1:]]
+    close(curve.points[0], evaluate(small, x))
+    for step in sorted({1, len(inserted) // 2, len(inserted)}):
+        close(curve.points[step], evaluate(stitch(small, large, inserted[:step]), x))
+    if category == "novel":
+        # ordered by effect: the first step is the best single insertion
+        assert curve.points[1].mse <= curve.points[0].mse
+
+
+def test_index_and_explicit_order() -> None:
+    small, large = related_pair("standard", n_small=8, n_novel=4, d_in=16)
+    x = data_for(large)
+    curve = insertion_curve(small, large, x, indices=[3, 19, 7], order="index")
+    assert [p.label for p in curve.points] == ["base", "+L3", "+L19", "+L7"]
+    curve2 = insertion_curve(small, large, x, indices=[3, 19, 7], order=[2, 0, 1])
+    assert [p.label for p in curve2.points[1:]] == ["+L7", "+L3", "+L19"]
+    assert curve2.points[-1].mse == pytest.approx(curve.points[-1].mse, rel=1e-5)
+    with pytest.raises(ValueError, match="order"):
+        insertion_curve(small, large, x, indices=[3, 19], order=[0, 0])
+
+
+def test_topk_curve_exact_up_to_k() -> None:
+    small, large = related_pair("topk", n_small=8, n_novel=6, d_in=16, k=3)
+    x = data_for(large)
+    curve = insertion_curve(small, large, x, indices=[20, 17, 21], order="index")
+    assert curve.exact
+    for step in (1, 3):
+        close(curve.points[step], evaluate(stitch(small, large, [20, 17, 21][:step]), x))
+    longer = insertion_curve(small, large, x, indices=[16, 17, 18, 19, 20], order="index")
+    assert not longer.exact
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_swap_curve_matches_recomputation(arch: str) -> None:
+    small, large = related_pair(arch, n_small=10, n_novel=5, d_in=16)
+    x = data_for(large)
+    fams = feature_families(small, large)
+    curve = swap_curve(small, large, x, batch_size=50)
+    assert curve.kind == "swap_families" and curve.exact
+    assert len(curve.points) == len(fams) + 1
+    assert curve.monotone is not None and curve.n_increases is not None
+    for step in sorted({1, len(fams) // 2, len(fams)}):
+        close(curve.points[step], evaluate(swap(small, large, fams[:step]), x))
+    by_effect = swap_curve(small, large, x, order="effect", include_novel=True)
+    assert by_effect.points[1].mse <= by_effect.points[0].mse
+    assert len(by_effect.points) > len(curve.points)
+    # the end point is the same SAE whatever the order
+    assert by_effect.points[len(fams)].mse == pytest.approx(curve.points[-1].mse, rel=1e-4)
+
+
+def test_monotone_flag() -> None:
+    small, large = related_pair("standard", n_small=6, n_novel=2, d_in=16)
+    x = data_for(large)
+    curve = swap_curve(small, large, x)
+    mses = [p.mse for p in curve.points]
+    tol = 1e-6 * max(mses) + 1e-12
+    rises = sum(b > a + tol for a, b in itertools.pairwise(mses))
+    assert curve.n_increases == rises
+    assert curve.monotone == (rises == 0)
+
+
+def test_curve_json_round_trip() -> None:
+    small, large = related_pair("standard", n_small=6, n_novel=3, d_in=16)
+    curve = swap_curve(small, large, data_for(large, n=80))
+    assert Curve.model_validate_json(curve.model_dump_json()) == curve
+
+
+def test_frankenstein_plane() -> None:
+    small, large = related_pair("standard", n_small=6, n_novel=4, d_in=16)
+    _, larger = related_pair("standard", n_small=16, n_novel=6, d_in=16, seed=3)
+    x = data_for(large, n=120)
+    plane = frankenstein_plane([small, large, larger], x)
+    kinds = [p.kind for p in plane.points]
+    assert kinds == ["trained"] * 3 + ["frankenstein"] * 2
+    assert plane.points[0].fvu == pytest.approx(evaluate(small, x).fvu.value, rel=1e-6)
+    assert plane.points[3].d_sae >= small.cfg.d_sae
