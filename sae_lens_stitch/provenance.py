@@ -9,6 +9,7 @@ without this package. :func:`get_provenance` expands it into :class:`Provenance`
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -156,14 +157,29 @@ class Provenance(BaseModel):
         )
 
 
+_HASH_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+"""sae -> (signature of its tensors, hash). The signature holds each tensor's storage pointer and
+version counter, which any in-place change bumps, so a cached hash is never stale."""
+
+
 def content_hash(sae: SAE[Any]) -> str:
-    """sha256 over the SAE's architecture, shapes and weights (in state-dict order)."""
+    """sha256 over the SAE's architecture, shapes and weights (in state-dict order); cached per
+    SAE until a tensor is modified or replaced."""
+    state = sorted(sae.state_dict().items())
+    signature = tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in state)
+    cached = _HASH_CACHE.get(sae)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     h = hashlib.sha256(sae.cfg.architecture().encode())
-    for name, tensor in sorted(sae.state_dict().items()):
+    for name, tensor in state:
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
         h.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    digest = h.hexdigest()
+    _HASH_CACHE[sae] = (signature, digest)
+    return digest
 
 
 def has_provenance(sae: SAE[Any]) -> bool:

@@ -92,3 +92,18 @@ def test_unmodified_sae_is_its_own_source() -> None:
     # the hash identifies the weights
     other = make_sae("standard", 5, 8, seed=9)
     assert next(iter(get_provenance(other).sources)) != key
+
+
+def test_content_hash_cache_follows_in_place_changes() -> None:
+    from sae_lens_stitch.provenance import content_hash
+
+    sae = make_sae("standard", 5, 8)
+    first = content_hash(sae)
+    assert content_hash(sae) == first
+    original = float(sae.W_dec[0, 0])
+    with torch.no_grad():
+        sae.W_dec[0, 0] += 1.0
+    assert content_hash(sae) != first
+    with torch.no_grad():
+        sae.W_dec[0, 0] = original
+    assert content_hash(sae) == first
