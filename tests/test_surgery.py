@@ -209,3 +209,41 @@ def test_saved_stitch_loads_in_plain_sae_lens(arch: str, tmp_path: Path) -> None
     assert get_provenance(reloaded) == get_provenance(out)
     stored = json.loads(res.stdout.strip().splitlines()[-1])
     assert sum(run[2] for run in stored["latent_runs"]) == 19
+
+
+@pytest.mark.parametrize("arch", ["transcoder", "skip_transcoder", "jumprelu_transcoder"])
+def test_transcoder_stitch_is_exact(arch: str) -> None:
+    from sae_lens.saes import (
+        JumpReLUTranscoder,
+        JumpReLUTranscoderConfig,
+        SkipTranscoder,
+        SkipTranscoderConfig,
+        Transcoder,
+        TranscoderConfig,
+    )
+
+    classes = {
+        "transcoder": (Transcoder, TranscoderConfig),
+        "skip_transcoder": (SkipTranscoder, SkipTranscoderConfig),
+        "jumprelu_transcoder": (JumpReLUTranscoder, JumpReLUTranscoderConfig),
+    }
+    cls, cfg_cls = classes[arch]
+
+    def build(d_sae: int, seed: int) -> SAE[Any]:
+        sae = cls(cfg_cls(d_in=12, d_sae=d_sae, d_out=10, apply_b_dec_to_input=False))
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+            if hasattr(sae, "threshold"):
+                sae.threshold.abs_()
+        return sae
+
+    base, donor = build(16, 1), build(24, 2)
+    out = stitch(base, donor, [3, 20, 7])
+    assert type(out) is cls
+    x = x_for(base, 128)
+    donor_acts = donor.encode(x)[:, [3, 20, 7]]
+    torch.testing.assert_close(out.encode(x)[:, 16:], donor_acts, atol=1e-5, rtol=1e-5)
+    expected = base(x) + donor_acts @ donor.W_dec[[3, 20, 7]]
+    torch.testing.assert_close(out(x), expected, atol=1e-5, rtol=1e-5)
