@@ -1,0 +1,388 @@
+"""Step 7: gather the measurements into a :class:`StitchReport` and write it as report.json,
+a readable report.md and a self-contained report.html (plots inline as base64 PNG).
+
+``StitchReport.model_validate_json(path.read_text())`` reads report.json back.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sae_lens_stitch._version import __version__
+from sae_lens_stitch.classify import ClassificationSummary
+from sae_lens_stitch.curves import Curve, FrankensteinPlane
+from sae_lens_stitch.effects import InsertEffectsSummary
+from sae_lens_stitch.evaluate import Metric, Metrics, ModelMetrics
+from sae_lens_stitch.provenance import SourceSAE
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+class PlotFiles(BaseModel):
+    """A plot's PNG and SVG files (paths relative to the report folder once written)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    png: str
+    svg: str
+    caption: str = ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StitchReport(BaseModel):
+    """Everything measured about one stitching experiment (stable JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = "sae-lens-stitch report"
+    created: str = Field(default_factory=_now)
+    """UTC time the report was made (ISO 8601)."""
+    package_version: str = __version__
+    threshold: float | None = None
+    """Cosine threshold used for classification (novel below it)."""
+    classifications: list[ClassificationSummary] = Field(default_factory=list)
+    """One summary per width pair (small, large)."""
+    metrics: dict[str, Metrics] = Field(default_factory=dict)
+    """Reconstruction metrics per SAE (name -> metrics)."""
+    model_metrics: dict[str, ModelMetrics] = Field(default_factory=dict)
+    """Downstream metrics per SAE spliced into the model."""
+    insert_effects: list[InsertEffectsSummary] = Field(default_factory=list)
+    """Behavioural insert effects and the cosine proxy's agreement with them."""
+    curves: list[Curve] = Field(default_factory=list)
+    frankenstein: FrankensteinPlane | None = None
+    plots: dict[str, PlotFiles] = Field(default_factory=dict)
+    """Plot name -> files."""
+    notes: list[str] = Field(default_factory=list)
+    """Free-text remarks (data used, caveats)."""
+
+
+# ----------------------------------------------------------------- rendering helpers
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Metric):
+        value = value.value
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        if value == 0 or 1e-3 <= abs(value) < 1e5:
+            return f"{value:.4g}"
+        return f"{value:.3e}"
+    if value is None:
+        return "n/a"
+    return str(value)
+
+
+def _arrow(better: str) -> str:
+    return "↓" if better == "lower" else "↑"
+
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _sections(report: StitchReport) -> list[tuple[str, list[str], Table | None]]:
+    """(heading, paragraphs, table) in display order."""
+    out: list[tuple[str, list[str], Table | None]] = []
+    if report.classifications:
+        head = [
+            "small",
+            "large",
+            "novel",
+            "reconstruction",
+            "dead",
+            "novel fraction",
+            "mean max cos",
+            "small w/ children",
+            "small w/o partner",
+        ]
+        rows = [
+            [
+                _name(c.small),
+                _name(c.large),
+                str(c.n_novel),
+                str(c.n_reconstruction),
+                str(c.n_dead),
+                f"{c.novel_fraction:.1%}",
+                _fmt(c.mean_max_cosine),
+                str(c.n_small_with_children),
+                str(c.n_small_without_partner),
+            ]
+            for c in report.classifications
+        ]
+        out.append(
+            (
+                "Classification (cosine proxy)",
+                [
+                    "Large latents whose best decoder cosine with the small SAE is below the "
+                    f"threshold ({_fmt(report.threshold)}) are novel; dead latents (never firing) "
+                    "are excluded from the fractions."
+                ],
+                (head, rows),
+            )
+        )
+    if report.metrics:
+        first = next(iter(report.metrics.values()))
+        keys = ["mse", "fvu", "explained_variance", "l0", "n_dead", "n_dense"]
+        head = ["SAE", "d_sae"] + [f"{k} {_arrow(getattr(first, k).better)}" for k in keys]
+        rows = [
+            [name, str(m.d_sae)] + [_fmt(getattr(m, k)) for k in keys]
+            for name, m in report.metrics.items()
+        ]
+        out.append(
+            (
+                "Reconstruction metrics",
+                [
+                    f"On {first.n_tokens} tokens. MSE: mean over tokens of the squared error "
+                    "summed over dimensions; FVU = 1 - explained variance (SAE-Lens's "
+                    f"definition); dense: fires on more than {first.dense_threshold:.0%} of tokens."
+                ],
+                (head, rows),
+            )
+        )
+    if report.model_metrics:
+        keys = [
+            "ce_loss_clean",
+            "ce_loss_with_sae",
+            "ce_loss_zero_ablation",
+            "ce_loss_recovered",
+            "kl_div_with_sae",
+        ]
+        first_mm = next(iter(report.model_metrics.values()))
+        head = ["SAE", "hook"] + [f"{k} {_arrow(getattr(first_mm, k).better)}" for k in keys]
+        rows = [
+            [name, mm.hook_name] + [_fmt(getattr(mm, k)) for k in keys]
+            for name, mm in report.model_metrics.items()
+        ]
+        out.append(("Language-model metrics", [], (head, rows)))
+    if report.insert_effects:
+        head = [
+            "base",
+            "donor",
+            "latents",
+            "MSE down (novel)",
+            "MSE up (recon.)",
+            "dead",
+            "proxy novel & behaviour novel",
+            "proxy recon. & behaviour recon.",
+            "proxy novel, behaviour recon.",
+            "proxy recon., behaviour novel",
+            "accuracy ↑",
+            "AUROC ↑",
+        ]
+        rows = []
+        for e in report.insert_effects:
+            p = e.proxy
+            rows.append(
+                [
+                    e.base,
+                    e.donor,
+                    str(e.n_latents),
+                    str(e.n_novel),
+                    str(e.n_reconstruction),
+                    str(e.n_dead),
+                    str(p.both_novel),
+                    str(p.both_reconstruction),
+                    str(p.proxy_novel_behaviour_reconstruction),
+                    str(p.proxy_reconstruction_behaviour_novel),
+                    _fmt(p.accuracy),
+                    _fmt(p.auroc),
+                ]
+            )
+        out.append(
+            (
+                "Insert effects and the cosine proxy",
+                [
+                    "Behaviour: inserting the latent alone into the base lowers MSE (novel) or "
+                    "raises it (reconstruction). AUROC: max cosine as a score for behavioural "
+                    "reconstruction."
+                ],
+                (head, rows),
+            )
+        )
+    if report.curves:
+        head = [
+            "curve",
+            "order",
+            "steps",
+            "exact",
+            "FVU start",
+            "FVU end",
+            "min FVU (step)",
+            "L0 start",
+            "L0 end",
+            "monotone",
+        ]
+        rows = []
+        for c in report.curves:
+            best = min(c.points, key=lambda p: p.fvu)
+            rows.append(
+                [
+                    f"{c.kind}: {c.base} -> {c.donor}",
+                    c.order,
+                    str(len(c.points) - 1),
+                    "yes" if c.exact else "approx.",
+                    _fmt(c.points[0].fvu),
+                    _fmt(c.points[-1].fvu),
+                    f"{_fmt(best.fvu)} ({best.step})",
+                    _fmt(c.points[0].l0),
+                    _fmt(c.points[-1].l0),
+                    _fmt(
+                        None
+                        if c.monotone is None
+                        else ("yes" if c.monotone else f"no ({c.n_increases} rises)")
+                    ),
+                ]
+            )
+        out.append(("Curves", ["FVU and L0 are lower-is-better."], (head, rows)))
+    if report.frankenstein is not None:
+        head = ["SAE", "kind", "d_sae", "L0 ↓", "FVU ↓", "MSE ↓"]
+        rows = [
+            [p.name, p.kind, str(p.d_sae), _fmt(p.l0), _fmt(p.fvu), _fmt(p.mse)]
+            for p in report.frankenstein.points
+        ]
+        out.append(("Frankenstein vs trained SAEs", [], (head, rows)))
+    if report.notes:
+        out.append(("Notes", list(report.notes), None))
+    return out
+
+
+def _name(identity: SourceSAE | str) -> str:
+    return identity if isinstance(identity, str) else identity.key()
+
+
+def render_markdown(report: StitchReport) -> str:
+    """report.md: tables and links to the PNG plots (paths as stored in the report)."""
+    lines = [
+        f"# {report.title}",
+        "",
+        f"Created {report.created} with sae-lens-stitch {report.package_version}.",
+        "",
+    ]
+    for heading, paragraphs, table in _sections(report):
+        lines += [f"## {heading}", ""]
+        for para in paragraphs:
+            lines += [para, ""]
+        if table is not None:
+            head, rows = table
+            esc = [[cell.replace("|", "\\|") for cell in row] for row in rows]
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "|".join("---" for _ in head) + "|")
+            lines += ["| " + " | ".join(row) + " |" for row in esc]
+            lines.append("")
+    if report.plots:
+        lines += ["## Plots", ""]
+        for name, plot in report.plots.items():
+            lines += [f"### {name}", ""]
+            if plot.caption:
+                lines += [plot.caption, ""]
+            lines += [f"![{name}]({plot.png})", "", f"[SVG]({plot.svg})", ""]
+    return "\n".join(lines)
+
+
+def render_html(report: StitchReport, plot_root: Path) -> str:
+    """report.html: self-contained (plots inline as base64 PNG, read from ``plot_root``)."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(report.title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+        "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>{e(report.title)}</h1>",
+        f"<p>Created {e(report.created)} with sae-lens-stitch {e(report.package_version)}.</p>",
+    ]
+    for heading, paragraphs, table in _sections(report):
+        parts.append(f"<h2>{e(heading)}</h2>")
+        parts += [f"<p>{e(p)}</p>" for p in paragraphs]
+        if table is not None:
+            head, rows = table
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows]
+            parts.append("</table>")
+    if report.plots:
+        parts.append("<h2>Plots</h2>")
+        for name, plot in report.plots.items():
+            parts.append(f"<h3>{e(name)}</h3>")
+            if plot.caption:
+                parts.append(f"<p>{e(plot.caption)}</p>")
+            png = plot_root / plot.png
+            if png.is_file():
+                data = base64.b64encode(png.read_bytes()).decode("ascii")
+                parts.append(f'<img alt="{e(name)}" src="data:image/png;base64,{data}">')
+            else:
+                parts.append(f"<p>(missing plot file {e(plot.png)})</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "plot"
+
+
+def _localise_plots(report: StitchReport, out: Path) -> dict[str, PlotFiles]:
+    """Plot paths relative to ``out``; files outside it are copied into ``out/plots``."""
+    plots: dict[str, PlotFiles] = {}
+    for name, plot in report.plots.items():
+        rel: dict[str, str] = {}
+        for ext in ("png", "svg"):
+            src = Path(getattr(plot, ext))
+            if not src.is_absolute() and not src.exists():
+                src = out / src
+            if not src.is_file():
+                raise FileNotFoundError(f"plot {name!r}: {ext} file {src} does not exist")
+            src = src.resolve()
+            try:
+                rel[ext] = src.relative_to(out).as_posix()
+            except ValueError:
+                dest = out / "plots" / f"{_safe(name)}{src.suffix}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _write_atomic(dest, src.read_bytes())
+                rel[ext] = dest.relative_to(out).as_posix()
+        plots[name] = PlotFiles(png=rel["png"], svg=rel["svg"], caption=plot.caption)
+    return plots
+
+
+def write_report(report: StitchReport, out_dir: str | os.PathLike[str]) -> Path:
+    """Write report.json, report.md and report.html into ``out_dir`` (created if needed) and
+    return the folder. Plot files outside the folder are copied into ``out_dir/plots``; the
+    written report refers to plots by paths relative to the folder. Each file is written to a
+    temporary name and renamed into place, so a reader never sees a half-written file."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    local = report.model_copy(update={"plots": _localise_plots(report, out)})
+    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+    try:
+        (staging / "report.json").write_text(local.model_dump_json(indent=2), encoding="utf-8")
+        (staging / "report.md").write_text(render_markdown(local), encoding="utf-8")
+        (staging / "report.html").write_text(render_html(local, out), encoding="utf-8")
+        for name in REPORT_FILES:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
