@@ -6,7 +6,11 @@ Messages never include a token."""
 from __future__ import annotations
 
 import importlib
+import os
+import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from huggingface_hub import constants
 from huggingface_hub.errors import (
@@ -55,6 +59,32 @@ HUB_ERRORS: tuple[type[BaseException], ...] = (
 def is_offline() -> bool:
     """Whether huggingface_hub runs in offline mode (HF_HUB_OFFLINE=1 when it was imported)."""
     return bool(constants.is_offline_mode())
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+_REACHABLE: dict[str, tuple[float, bool]] = {}
+
+
+def endpoint_reachable(endpoint: str | None = None, *, timeout: float = 1.5) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (cached for
+    30 s). Lets a load fall back to the local cache at once instead of after the client's ~25 s
+    of retries. Assumed True behind a proxy, where a direct connection says nothing."""
+    url = endpoint or constants.ENDPOINT
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return True
+    now = time.monotonic()
+    cached = _REACHABLE.get(url)
+    if cached is not None and now - cached[0] < 30.0:
+        return cached[1]
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            ok = True
+    except OSError:
+        ok = False
+    _REACHABLE[url] = (now, ok)
+    return ok
 
 
 def commit_from_cached_path(path: str | Path) -> str | None:

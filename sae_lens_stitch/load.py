@@ -11,29 +11,27 @@ are honoured: offline, a cached SAE loads at once and a missing one fails at onc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from sae_lens import SAE
-from sae_lens.loading.pretrained_sae_loaders import (
-    get_conversion_loader_name,
-    sae_lens_disk_loader,
-)
-from sae_lens.loading.pretrained_saes_directory import (
-    get_config_overrides,
-    get_pretrained_saes_directory,
-    get_repo_id_and_folder_name,
-)
+from sae_lens.loading.pretrained_sae_loaders import sae_lens_disk_loader
 from safetensors import SafetensorError, safe_open
 
 from sae_lens_stitch import _hub
-from sae_lens_stitch.errors import CorruptSAEError, SourceNotFoundError
+from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
+from sae_lens_stitch.errors import CorruptSAEError, OfflineError, SourceNotFoundError
 from sae_lens_stitch.provenance import (
     Provenance,
     SourceSAE,
@@ -73,7 +71,7 @@ def _read_sparsity(path: str | Path, device: str) -> torch.Tensor:
         return f.get_tensor(SPARSITY_KEY)
 
 
-def _hub_converter(revision: str | None, resolved: _Resolved):
+def _hub_converter(revision: str | None, resolved: _Resolved, *, local_only: bool):
     """An SAE-Lens ``PretrainedSaeHuggingfaceLoader`` for SAE-Lens-format repos that downloads
     at ``revision`` and records the commit sha it got; parsing is SAE-Lens's disk loader."""
 
@@ -90,6 +88,7 @@ def _hub_converter(revision: str | None, resolved: _Resolved):
                 filename=_repo_file(folder_name, name),
                 revision=revision,
                 force_download=force_download,
+                local_files_only=local_only,
             )
             resolved.files.append(_repo_file(folder_name, name))
             resolved.commit = resolved.commit or _hub.commit_from_cached_path(path)
@@ -111,33 +110,59 @@ def _hub_converter(revision: str | None, resolved: _Resolved):
     return convert
 
 
-def _check_release(source: SAESource) -> None:
-    directory = get_pretrained_saes_directory()
-    release, sae_id = source.release or "", source.sae_id or ""
-    if release not in directory:
-        near = sorted(r for r in directory if release.lower() in r.lower())[:5]
-        hint = f"; similar releases: {', '.join(near)}" if near else ""
+@functools.cache
+def _releases_text() -> str:
+    return (files("sae_lens") / "pretrained_saes.yaml").read_text(encoding="utf-8")
+
+
+def _release_entry(release: str) -> dict[str, Any] | None:
+    """The release's entry in SAE-Lens's pretrained_saes.yaml, parsing only its own block
+    (the whole file takes seconds to parse, too slow for a fast failure)."""
+    text = _releases_text()
+    match = re.search(rf"^{re.escape(release)}:[ \t]*$", text, re.MULTILINE)
+    if match is None:
+        return None
+    following = re.search(r"^[^\s#-]", text[match.end() :], re.MULTILINE)
+    block = text[match.start() : match.end() + (following.start() if following else len(text))]
+    parsed = yaml.safe_load(block)
+    return parsed.get(release) if isinstance(parsed, dict) else None
+
+
+def _lookup_release(release: str, sae_id: str) -> tuple[str, str, str, str | None]:
+    """``(repo_id, folder, converter name, neuronpedia id)`` of a release's SAE id."""
+    entry = _release_entry(release)
+    if entry is None:
+        names = re.findall(r"^([^\s#:-][^:]*):[ \t]*$", _releases_text(), re.MULTILINE)
+        near = sorted(
+            n for n in names if release.lower() in n.lower() or n.lower() in release.lower()
+        )
+        hint = f"; similar releases: {', '.join(near[:5])}" if near else ""
         raise SourceNotFoundError(
             f"release {release!r} is not in SAE-Lens's pretrained_saes.yaml{hint}. For a Hub repo "
             "that is not a release use hf://OWNER/REPO/FOLDER"
         )
-    ids = list(directory[release].saes_map)
-    if sae_id not in ids:
+    saes = {str(s["id"]): s for s in entry.get("saes", [])}
+    if sae_id not in saes:
+        ids = list(saes)
         near = [i for i in ids if sae_id in i or i in sae_id][:5] or ids[:5]
         raise SourceNotFoundError(
             f"SAE id {sae_id!r} is not in release {release!r}; e.g. {', '.join(near)}"
         )
+    info = saes[sae_id]
+    return (
+        str(entry["repo_id"]),
+        str(info["path"]),
+        str(entry.get("conversion_func") or "sae_lens"),
+        info.get("neuronpedia"),
+    )
 
 
 def _load_remote(
     source: SAESource, device: str, dtype: str | None
 ) -> tuple[SAE[Any], torch.Tensor | None, SourceSAE]:
     if source.kind == "release":
-        _check_release(source)
         release, sae_id = source.release or "", source.sae_id or ""
-        repo_id, folder = get_repo_id_and_folder_name(release, sae_id)
-        loader_name = get_conversion_loader_name(release)
-        neuronpedia_id = get_config_overrides(release, sae_id).get("neuronpedia_id")
+        repo_id, folder, loader_name, neuronpedia_id = _lookup_release(release, sae_id)
         target = f"SAE {release}:{sae_id} (repo {repo_id}, folder {folder})"
     else:
         repo_id, folder = source.repo_id or "", source.folder or "."
@@ -148,9 +173,28 @@ def _load_remote(
             f"revision {source.revision!r} cannot be pinned for release {release!r}: it uses "
             f"SAE-Lens's {loader_name!r} converter, which always loads main. Leave revision unset."
         )
-
+    local_only = _hub.is_offline() or not _hub.endpoint_reachable()
+    if loader_name == "sae_lens":
+        try:  # fail fast, before SAE-Lens parses its release list
+            hf_hub_download(
+                repo_id,
+                _repo_file(folder, CFG_FILENAME),
+                revision=source.revision,
+                local_files_only=local_only,
+            )
+        except _hub.HUB_ERRORS as err:
+            raise _hub.translate(err, doing="load", target=target) from err
+    elif local_only and not _hub.is_offline():
+        raise OfflineError(
+            f"cannot load {target}: the Hub ({hf_constants.ENDPOINT}) is unreachable; check the "
+            "network, or set HF_HUB_OFFLINE=1 to load it from the local cache"
+        )
     resolved = _Resolved()
-    converter = _hub_converter(source.revision, resolved) if loader_name == "sae_lens" else None
+    converter = (
+        _hub_converter(source.revision, resolved, local_only=local_only)
+        if loader_name == "sae_lens"
+        else None
+    )
     try:
         sae, _, log_sparsity = SAE.from_pretrained_with_cfg_and_sparsity(
             release, sae_id, device=device, dtype=dtype or "float32", converter=converter

@@ -70,7 +70,9 @@ class HubState:
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
 
-    def make_commit(self, repo: Repo, parent: str | None, message: str, files: dict[str, bytes], lfs: set[str]) -> Commit:
+    def make_commit(
+        self, repo: Repo, parent: str | None, message: str, files: dict[str, bytes], lfs: set[str]
+    ) -> Commit:
         h = hashlib.sha1((parent or "").encode() + message.encode())
         for path in sorted(files):
             h.update(path.encode() + b"\0" + git_blob_sha(files[path]).encode())
@@ -84,7 +86,13 @@ class HubState:
             if repo_id in self.repos:
                 return False
             repo = Repo(repo_id, private)
-            first = self.make_commit(repo, None, "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, set())
+            first = self.make_commit(
+                repo,
+                None,
+                "initial commit",
+                {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+                set(),
+            )
             repo.refs["main"] = first.sha
             self.repos[repo_id] = repo
             return True
@@ -132,7 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, head: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        *,
+        head: bool = False,
+    ) -> None:
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Type", "application/json")
@@ -193,7 +208,11 @@ class _Handler(BaseHTTPRequestHandler):
                 match = re.match(pattern, path) or re.match(pattern, raw_path)
                 if match:
                     with self.state.lock:
-                        handler(method=method, query=query, **{k: v for k, v in match.groupdict().items() if v is not None})
+                        handler(
+                            method=method,
+                            query=query,
+                            **{k: v for k, v in match.groupdict().items() if v is not None},
+                        )
                     return
             raise _Error(404, f"no route for {method} {path}")
         except _Error as err:
@@ -225,7 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
         if not self.state.create_repo(repo_id, private):
             message = "You already created this model repo"
-            self._json(409, {"error": message, "url": f"{self.base}/{repo_id}"}, {"X-Error-Message": message})
+            self._json(
+                409,
+                {"error": message, "url": f"{self.base}/{repo_id}"},
+                {"X-Error-Message": message},
+            )
             return
         self._json(200, {"url": f"{self.base}/{repo_id}", "name": repo_id, "id": repo_id})
 
@@ -261,16 +284,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _entry(self, commit: Commit, path: str) -> dict[str, Any] | None:
         if path in commit.files:
             data = commit.files[path]
-            entry: dict[str, Any] = {"type": "file", "path": path, "size": len(data), "oid": git_blob_sha(data)}
+            entry: dict[str, Any] = {
+                "type": "file",
+                "path": path,
+                "size": len(data),
+                "oid": git_blob_sha(data),
+            }
             if path in commit.lfs:
-                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["lfs"] = {
+                    "oid": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                    "pointerSize": 134,
+                }
             return entry
         prefix = path.rstrip("/") + "/"
         if any(p.startswith(prefix) for p in commit.files):
-            return {"type": "directory", "path": path.rstrip("/"), "oid": hashlib.sha1(prefix.encode() + commit.sha.encode()).hexdigest()}
+            return {
+                "type": "directory",
+                "path": path.rstrip("/"),
+                "oid": hashlib.sha1(prefix.encode() + commit.sha.encode()).hexdigest(),
+            }
         return None
 
-    def _tree(self, repo: str, rev: str, query: dict[str, list[str]], path: str = "", **_: Any) -> None:
+    def _tree(
+        self, repo: str, rev: str, query: dict[str, list[str]], path: str = "", **_: Any
+    ) -> None:
         commit = self._commit(self._repo(repo), rev)
         recursive = query.get("recursive", ["False"])[0].lower() == "true"
         prefix = path.strip("/") + "/" if path.strip("/") else ""
@@ -293,7 +331,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _paths_info(self, repo: str, rev: str, **_: Any) -> None:
         commit = self._commit(self._repo(repo), rev)
         form = parse_qs(self._body().decode())
-        out = [e for p in form.get("paths", []) if (e := self._entry(commit, p.strip("/"))) is not None]
+        out = [
+            e for p in form.get("paths", []) if (e := self._entry(commit, p.strip("/"))) is not None
+        ]
         self._json(200, out)
 
     def _preupload(self, repo: str, rev: str, **_: Any) -> None:
@@ -342,7 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
         header = next((line["value"] for line in lines if line["key"] == "header"), {})
         parent = header.get("parentCommit")
         if parent is not None and parent != head.sha:
-            raise _Error(412, f"parent commit {parent} is not the head of {unquote(rev)} ({head.sha})")
+            raise _Error(
+                412, f"parent commit {parent} is not the head of {unquote(rev)} ({head.sha})"
+            )
         files, lfs = dict(head.files), set(head.lfs)
         for line in lines:
             key, value = line["key"], line["value"]
@@ -371,7 +413,15 @@ class _Handler(BaseHTTPRequestHandler):
             pr_url = f"{self.base}/{repo}/discussions/{r.n_prs}"
         else:
             r.refs[unquote(rev)] = commit.sha
-        self._json(200, {"commitOid": commit.sha, "commitUrl": f"{self.base}/{repo}/commit/{commit.sha}", "pullRequestUrl": pr_url, "success": True})
+        self._json(
+            200,
+            {
+                "commitOid": commit.sha,
+                "commitUrl": f"{self.base}/{repo}/commit/{commit.sha}",
+                "pullRequestUrl": pr_url,
+                "success": True,
+            },
+        )
 
     def _resolve(self, method: str, repo: str, rev: str, path: str, **_: Any) -> None:
         commit = self._commit(self._repo(repo), rev)
@@ -399,11 +449,15 @@ class _Server(ThreadingHTTPServer):
 class HubServer:
     """The stand-in Hub. ``url`` is its endpoint; ``state`` its repos (for assertions)."""
 
-    def __init__(self, token: str | None = "hf_test_token_do_not_log", *, max_lifetime_s: float = 600.0):
+    def __init__(
+        self, token: str | None = "hf_test_token_do_not_log", *, max_lifetime_s: float = 600.0
+    ):
         self.token = token
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = HubState(token)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hub-stand-in", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="hub-stand-in", daemon=True
+        )
         self._timer = threading.Timer(max_lifetime_s, self.stop)
         self._timer.daemon = True
         self._stopped = False

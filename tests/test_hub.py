@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 from conftest import related_pair
-from huggingface_hub import HfApi, constants
 from hub_server import HubServer, front_matter
+from huggingface_hub import HfApi, constants
 from safetensors.torch import load_file, save_file
 
 from sae_lens_stitch import (
@@ -72,7 +72,10 @@ def _parents() -> tuple[Any, Any]:
                 )
             ),
         )
-        set_log_sparsity(sae, -torch.rand(sae.cfg.d_sae, generator=torch.Generator().manual_seed(sae.cfg.d_sae)) * 3)
+        set_log_sparsity(
+            sae,
+            -torch.rand(sae.cfg.d_sae, generator=torch.Generator().manual_seed(sae.cfg.d_sae)) * 3,
+        )
     return small, large
 
 
@@ -149,7 +152,14 @@ def test_push_then_plain_sae_lens_loads_identically(hub: HubServer, stitched: An
     script = tmp_path / "plain_load.py"
     script.write_text(PLAIN_LOADER)
     proc = subprocess.run(
-        [sys.executable, str(script), REPO, "layer0/stitched", str(tmp_path / "x.safetensors"), str(tmp_path / "out.safetensors")],
+        [
+            sys.executable,
+            str(script),
+            REPO,
+            "layer0/stitched",
+            str(tmp_path / "x.safetensors"),
+            str(tmp_path / "out.safetensors"),
+        ],
         env=_subprocess_env(hub, tmp_path / "cache"),
         cwd=tmp_path,
         capture_output=True,
@@ -211,7 +221,9 @@ def test_second_push_to_same_path_fails_and_changes_nothing(hub: HubServer, stit
     assert [e["path"] for e in data["sae_lens_stitch"]["saes"]] == ["same"]
 
 
-def test_several_saes_are_all_listed_and_foreign_card_content_kept(hub: HubServer, stitched: Any, tmp_path: Path):
+def test_several_saes_are_all_listed_and_foreign_card_content_kept(
+    hub: HubServer, stitched: Any, tmp_path: Path
+):
     api = HfApi(endpoint=hub.url, token=TOKEN)
     api.create_repo(REPO)
     readme = tmp_path / "README.md"
@@ -246,7 +258,11 @@ def test_round_trip_mismatch_refuses_before_touching_the_hub(
 
 
 def test_typed_errors_and_token_never_shown(
-    hub: HubServer, stitched: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    hub: HubServer,
+    stitched: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(publish_mod, "get_token", lambda: None)
@@ -305,7 +321,9 @@ LOAD_SAE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_load_sae_from_hub_records_commit_and_pins_revision(hub: HubServer, stitched: Any, tmp_path: Path):
+def test_load_sae_from_hub_records_commit_and_pins_revision(
+    hub: HubServer, stitched: Any, tmp_path: Path
+):
     small, _ = related_pair()
     # a plain SAE-Lens folder (no provenance) uploaded twice: load_sae must record the commit
     api = HfApi(endpoint=hub.url, token=TOKEN)
