@@ -258,3 +258,18 @@ def test_release_from_offline_cache_records_revision_and_missing_fails_fast(
         assert ("not in the local Hub cache" if offline else "could not be reached") in out[name][
             "message"
         ]
+
+
+@pytest.mark.parametrize("architecture", ["standard", "jumprelu", "gated", "topk", "abstopk"])
+def test_stitched_saes_of_every_architecture_round_trip(tmp_path: Path, architecture: str):
+    """What push_to_hub checks before uploading: SAE-Lens reloads the saved folder exactly
+    (TopK parents stitch into block_topk, registered with SAE-Lens by this package)."""
+    from sae_lens_stitch.publish import check_round_trip
+    from sae_lens_stitch.save import write_sae_files
+
+    small, large = related_pair(architecture)
+    sae = stitch(small, large, list(range(48, 58)))
+    (tmp_path / "f").mkdir()
+    write_sae_files(sae, tmp_path / "f")
+    assert check_round_trip(sae, tmp_path / "f") <= 1e-6
+    assert type(load_sae(tmp_path / "f")) is type(sae)
