@@ -2,53 +2,122 @@
 
 The flow is load -> match -> classify / families -> surgery -> evaluate -> publish; each step
 is a module of its own.
+
+The public names are imported lazily (PEP 562): ``import sae_lens_stitch`` does not import
+torch or SAE-Lens, so the ``sae-stitch`` command line answers ``--help`` at once. The first use
+of a public name imports its module and registers the ``block_topk`` architecture with
+SAE-Lens (so does importing any module that builds or loads SAEs).
 """
 
-from sae_lens_stitch import block_topk as _block_topk
-from sae_lens_stitch._version import __version__
-from sae_lens_stitch.checks import check_compatible, check_indices
-from sae_lens_stitch.classify import (
-    ClassificationSummary,
-    FeatureCategory,
-    FeatureClassification,
-    classify_features,
-)
-from sae_lens_stitch.errors import (
-    CorruptSAEError,
-    HubError,
-    IncompatibleSAEsError,
-    InvalidDestinationError,
-    InvalidIndicesError,
-    InvalidWeightsError,
-    MissingTokenError,
-    OfflineError,
-    PathExistsError,
-    RoundTripMismatchError,
-    SourceNotFoundError,
-    StitchError,
-    UnsupportedArchitectureError,
-)
-from sae_lens_stitch.families import FeatureFamily, feature_families
-from sae_lens_stitch.load import load_sae
-from sae_lens_stitch.match import FeatureMatches, match_features
-from sae_lens_stitch.provenance import (
-    LatentOrigin,
-    Operation,
-    Provenance,
-    SourceSAE,
-    get_provenance,
-)
-from sae_lens_stitch.publish import PushResult, push_to_hub
-from sae_lens_stitch.registry import (
-    ArchitectureRule,
-    register_architecture,
-    registered_architectures,
-)
-from sae_lens_stitch.save import save_sae
-from sae_lens_stitch.sources import SAESource, parse_source
-from sae_lens_stitch.surgery import frankenstein, remove_features, stitch, swap
+from __future__ import annotations
 
-_block_topk.register()
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sae_lens_stitch._version import __version__
+
+if TYPE_CHECKING:
+    from sae_lens_stitch.checks import check_compatible, check_indices
+    from sae_lens_stitch.classify import (
+        ClassificationSummary,
+        FeatureCategory,
+        FeatureClassification,
+        classify_features,
+    )
+    from sae_lens_stitch.errors import (
+        CorruptSAEError,
+        HubError,
+        IncompatibleSAEsError,
+        InvalidDestinationError,
+        InvalidIndicesError,
+        InvalidWeightsError,
+        MissingTokenError,
+        OfflineError,
+        PathExistsError,
+        RoundTripMismatchError,
+        SourceNotFoundError,
+        StitchError,
+        UnsupportedArchitectureError,
+    )
+    from sae_lens_stitch.families import FeatureFamily, feature_families
+    from sae_lens_stitch.load import load_sae
+    from sae_lens_stitch.match import FeatureMatches, match_features
+    from sae_lens_stitch.provenance import (
+        LatentOrigin,
+        Operation,
+        Provenance,
+        SourceSAE,
+        get_provenance,
+    )
+    from sae_lens_stitch.publish import PushResult, push_to_hub
+    from sae_lens_stitch.registry import (
+        ArchitectureRule,
+        register_architecture,
+        registered_architectures,
+    )
+    from sae_lens_stitch.save import save_sae
+    from sae_lens_stitch.sources import SAESource, parse_source
+    from sae_lens_stitch.surgery import frankenstein, remove_features, stitch, swap
+
+_EXPORTS: dict[str, str] = {
+    "ArchitectureRule": "sae_lens_stitch.registry",
+    "ClassificationSummary": "sae_lens_stitch.classify",
+    "CorruptSAEError": "sae_lens_stitch.errors",
+    "FeatureCategory": "sae_lens_stitch.classify",
+    "FeatureClassification": "sae_lens_stitch.classify",
+    "FeatureFamily": "sae_lens_stitch.families",
+    "FeatureMatches": "sae_lens_stitch.match",
+    "HubError": "sae_lens_stitch.errors",
+    "IncompatibleSAEsError": "sae_lens_stitch.errors",
+    "InvalidDestinationError": "sae_lens_stitch.errors",
+    "InvalidIndicesError": "sae_lens_stitch.errors",
+    "InvalidWeightsError": "sae_lens_stitch.errors",
+    "LatentOrigin": "sae_lens_stitch.provenance",
+    "MissingTokenError": "sae_lens_stitch.errors",
+    "OfflineError": "sae_lens_stitch.errors",
+    "Operation": "sae_lens_stitch.provenance",
+    "PathExistsError": "sae_lens_stitch.errors",
+    "Provenance": "sae_lens_stitch.provenance",
+    "PushResult": "sae_lens_stitch.publish",
+    "RoundTripMismatchError": "sae_lens_stitch.errors",
+    "SAESource": "sae_lens_stitch.sources",
+    "SourceNotFoundError": "sae_lens_stitch.errors",
+    "SourceSAE": "sae_lens_stitch.provenance",
+    "StitchError": "sae_lens_stitch.errors",
+    "UnsupportedArchitectureError": "sae_lens_stitch.errors",
+    "check_compatible": "sae_lens_stitch.checks",
+    "check_indices": "sae_lens_stitch.checks",
+    "classify_features": "sae_lens_stitch.classify",
+    "feature_families": "sae_lens_stitch.families",
+    "frankenstein": "sae_lens_stitch.surgery",
+    "get_provenance": "sae_lens_stitch.provenance",
+    "load_sae": "sae_lens_stitch.load",
+    "match_features": "sae_lens_stitch.match",
+    "parse_source": "sae_lens_stitch.sources",
+    "push_to_hub": "sae_lens_stitch.publish",
+    "register_architecture": "sae_lens_stitch.registry",
+    "registered_architectures": "sae_lens_stitch.registry",
+    "remove_features": "sae_lens_stitch.surgery",
+    "save_sae": "sae_lens_stitch.save",
+    "stitch": "sae_lens_stitch.surgery",
+    "swap": "sae_lens_stitch.surgery",
+}
+"""Public name -> the module that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sae_lens_stitch' has no attribute {name!r}")
+    importlib.import_module("sae_lens_stitch.block_topk").register()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "ArchitectureRule",

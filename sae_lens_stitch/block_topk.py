@@ -116,3 +116,6 @@ def register() -> None:
     """Register ``block_topk`` with SAE-Lens (idempotent)."""
     if ARCHITECTURE not in SAE_CLASS_REGISTRY:
         register_sae_class(ARCHITECTURE, BlockTopKSAE, BlockTopKSAEConfig)
+
+
+register()
