@@ -49,6 +49,7 @@ _register_block_topk()  # SAE-Lens must know block_topk to load stitched TopK SA
 README = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
+_HOOK_Z_STATE = ("reshape_fn_in", "reshape_fn_out", "d_head", "hook_z_reshaping_mode")
 ROUND_TRIP_TOKENS = 256
 """Random inputs compared before upload."""
 
@@ -120,14 +121,24 @@ def check_round_trip(sae: SAE[Any], folder: Path, *, n_tokens: int = ROUND_TRIP_
     x_ND = torch.randn(n_tokens, sae.cfg.d_in, generator=gen).to(device, sae.W_dec.dtype)
     x_ND = x_ND * sae.W_dec.detach().norm(dim=-1).mean().clamp_min(1e-6) + sae.b_dec.detach()
     was_training = sae.training
+    # hook_z SAEs reshape (..., heads, d_head) inputs and remember d_head: compare on flat
+    # inputs with reshaping off, and put the original's reshaping state back afterwards.
+    z_mode = bool(getattr(sae, "hook_z_reshaping_mode", False))
+    saved = {k: sae.__dict__[k] for k in _HOOK_Z_STATE if k in sae.__dict__}
     sae.eval()
     try:
+        for model in (sae, reloaded):
+            if getattr(model, "hook_z_reshaping_mode", False):
+                model.turn_off_forward_pass_hook_z_reshaping()
         pairs = {
             "encode": (sae.encode(x_ND), reloaded.encode(x_ND)),
             "forward": (sae(x_ND), reloaded(x_ND)),
         }
     finally:
         sae.train(was_training)
+        for key, value in saved.items():
+            setattr(sae, key, value)
+        sae.hook_z_reshaping_mode = z_mode
     worst = 0.0
     for name, (a, b) in pairs.items():
         if a.shape != b.shape:

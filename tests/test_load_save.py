@@ -273,3 +273,15 @@ def test_stitched_saes_of_every_architecture_round_trip(tmp_path: Path, architec
     write_sae_files(sae, tmp_path / "f")
     assert check_round_trip(sae, tmp_path / "f") <= 1e-6
     assert type(load_sae(tmp_path / "f")) is type(sae)
+
+
+def test_round_trip_check_handles_hook_z_and_leaves_the_sae_as_it_was(tmp_path: Path):
+    from sae_lens_stitch.publish import check_round_trip
+    from sae_lens_stitch.save import write_sae_files
+
+    sae = make_sae(reshape_activations="hook_z", hook_name="blocks.0.attn.hook_z")
+    write_sae_files(sae, tmp_path)
+    assert check_round_trip(sae, tmp_path) == 0.0
+    x = torch.randn(3, 4, 4)  # (tokens, heads, d_head) with heads * d_head = d_in
+    with torch.no_grad():
+        assert sae(x).shape == x.shape
