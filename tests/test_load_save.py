@@ -178,25 +178,30 @@ def test_missing_and_corrupt_local_sources(tmp_path: Path):
 OFFLINE_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
+    from huggingface_hub import constants
     from sae_lens_stitch import get_provenance, load_sae, OfflineError
     from sae_lens_stitch.sparsity import get_log_sparsity
 
     release, sae_id, other_id = sys.argv[1:4]
-    out = {}
-    # failures first: cold, before anything (e.g. SAE-Lens's release list) is cached
-    for name, source in {"release": f"{release}:{other_id}", "hub": "hf://nobody/nothing/x"}.items():
-        t0 = time.monotonic()
-        try:
-            load_sae(source)
-            out[name] = "loaded?!"
-        except OfflineError as err:
-            out[name] = {"seconds": time.monotonic() - t0, "message": str(err)}
-    sae = load_sae(f"{release}:{sae_id}")
-    (source,) = get_provenance(sae).sources.values()
-    out["source"] = source.model_dump()
-    out["sparsity"] = get_log_sparsity(sae).tolist()[:3]
-    out["pair_same"] = get_provenance(load_sae((release, sae_id))) == get_provenance(sae)
-    print(json.dumps(out))
+    result = {}
+    # HF_HUB_OFFLINE=1 at import; then offline mode off with the endpoint unreachable
+    for mode in ("offline", "unreachable"):
+        constants.HF_HUB_OFFLINE = mode == "offline"
+        out = result[mode] = {}
+        # failures first: the first is cold (SAE-Lens's release list not parsed yet)
+        for name, source in {"release": f"{release}:{other_id}", "hub": "hf://nobody/nothing/x"}.items():
+            t0 = time.monotonic()
+            try:
+                load_sae(source)
+                out[name] = "loaded?!"
+            except OfflineError as err:
+                out[name] = {"seconds": time.monotonic() - t0, "message": str(err)}
+        sae = load_sae(f"{release}:{sae_id}")
+        (source,) = get_provenance(sae).sources.values()
+        out["source"] = source.model_dump()
+        out["sparsity"] = get_log_sparsity(sae).tolist()[:3]
+        out["pair_same"] = get_provenance(load_sae((release, sae_id))) == get_provenance(sae)
+    print(json.dumps(result))
     """
 )
 
@@ -216,12 +221,12 @@ def _write_cached_sae(cache: Path) -> torch.Tensor:
     return sparsity
 
 
-def _run_offline(cache: Path, *, offline: bool = True) -> dict[str, Any]:
+def _run_offline(cache: Path) -> dict[str, Any]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()
     }
     env.update(
-        HF_HUB_OFFLINE="1" if offline else "0",
+        HF_HUB_OFFLINE="1",
         HF_HUB_CACHE=str(cache),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_ENDPOINT="http://127.0.0.1:9",  # would fail if anything went online
@@ -237,27 +242,26 @@ def _run_offline(cache: Path, *, offline: bool = True) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
-def test_release_from_offline_cache_records_revision_and_missing_fails_fast(
-    tmp_path: Path, offline: bool
-):
-    """With HF_HUB_OFFLINE=1, or with the Hub unreachable: a cached SAE loads and records the
+def test_release_from_offline_cache_records_revision_and_missing_fails_fast(tmp_path: Path):
+    """With HF_HUB_OFFLINE=1, and with the Hub unreachable: a cached SAE loads and records the
     cached commit; a missing one fails in under 2 s (not after the client's retries)."""
     sparsity = _write_cached_sae(tmp_path / "hub")
-    out = _run_offline(tmp_path / "hub", offline=offline)
-    source = out["source"]
-    assert source["release"] == RELEASE and source["sae_id"] == SAE_ID
-    assert source["repo_id"] == REPO and source["folder"] == SAE_ID
-    assert source["revision"] == SNAPSHOT
-    assert source["neuronpedia_id"] == "gpt2-small/8-res_fs768-jb"
-    assert out["sparsity"] == pytest.approx(sparsity[:3].tolist())
-    assert out["pair_same"] is True
-    for name in ("release", "hub"):
-        assert out[name]["seconds"] < 2.0, out[name]
-        assert "HF_HUB_OFFLINE" in out[name]["message"]
-        assert ("not in the local Hub cache" if offline else "could not be reached") in out[name][
-            "message"
-        ]
+    result = _run_offline(tmp_path / "hub")
+    for mode, why in (
+        ("offline", "not in the local Hub cache"),
+        ("unreachable", "could not be reached"),
+    ):
+        out = result[mode]
+        source = out["source"]
+        assert source["release"] == RELEASE and source["sae_id"] == SAE_ID
+        assert source["repo_id"] == REPO and source["folder"] == SAE_ID
+        assert source["revision"] == SNAPSHOT
+        assert source["neuronpedia_id"] == "gpt2-small/8-res_fs768-jb"
+        assert out["sparsity"] == pytest.approx(sparsity[:3].tolist())
+        assert out["pair_same"] is True
+        for name in ("release", "hub"):
+            assert out[name]["seconds"] < 2.0, (mode, out[name])
+            assert "HF_HUB_OFFLINE" in out[name]["message"] and why in out[name]["message"]
 
 
 @pytest.mark.parametrize("architecture", ["standard", "jumprelu", "gated", "topk", "abstopk"])
