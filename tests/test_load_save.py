@@ -289,3 +289,14 @@ def test_round_trip_check_handles_hook_z_and_leaves_the_sae_as_it_was(tmp_path: 
     x = torch.randn(3, 4, 4)  # (tokens, heads, d_head) with heads * d_head = d_in
     with torch.no_grad():
         assert sae(x).shape == x.shape
+
+
+def test_parse_source_imports_nothing_heavy():
+    code = (
+        "import sys; from sae_lens_stitch.sources import parse_source; "
+        "parse_source('r:i'); "
+        "print([m for m in ('torch', 'sae_lens', 'huggingface_hub') if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
