@@ -204,27 +204,40 @@ class _Residual:
         self.d_sae = base.cfg.d_sae
 
     def apply(self, lat: SparseLatents, p: int, sign: int) -> None:
-        """sign +1: add latent p's contribution to x̂ (insert); -1: take it away (remove)."""
+        """sign +1: add latent p's contribution to x̂ (insert); -1: take it away (remove).
+
+        Only the rows of the tokens where p fires are touched: with c_t = sign * a_t w,
+        R_t -> R_t - c_t and the error changes by Σ_t (|c_t|² - 2 R_t·c_t)."""
         t, v = lat.of(p)
         if t.numel():
-            old = float(self.R_ND[t].double().pow(2).sum())
-            self.R_ND[t] -= sign * v[:, None] * lat.rows_PD[p]
-            self.sse += float(self.R_ND[t].double().pow(2).sum()) - old
+            w_D = lat.rows_PD[p]
+            dots_T = (self.R_ND.index_select(0, t) @ w_D).double()
+            v64 = v.double()
+            w_sq = float(w_D.double().pow(2).sum())
+            self.sse += float((v64.pow(2) * w_sq - 2 * sign * v64 * dots_T).sum())
+            self.R_ND.index_add_(0, t, (-sign * v)[:, None] * w_D[None, :])
         self.active += sign * int(t.numel())
         self.d_sae += sign
 
-    def effects(self, lat: SparseLatents) -> torch.Tensor:
-        """[P] closed-form ΔSSE of inserting each latent alone into the current SAE."""
-        out = torch.zeros(lat.ptr.numel() - 1, dtype=torch.float64)
-        lat_of_entry = torch.repeat_interleave(torch.arange(out.numel()), lat.counts)
-        chunk = 1 << 16
-        for s in range(0, lat.tokens.numel(), chunk):
-            t = lat.tokens[s : s + chunk]
-            v = lat.values[s : s + chunk].double()
-            p = lat_of_entry[s : s + chunk]
-            rows = lat.rows_PD[p].double()
-            dots = (self.R_ND[t].double() * rows).sum(-1)
-            out.index_add_(0, p, v.pow(2) * rows.pow(2).sum(-1) - 2 * v * dots)
+    def effects(self, lat: SparseLatents, *, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+        """[P] closed-form ΔSSE of inserting each latent alone into the current SAE
+        (Σ_t a_t²|w|² - 2 a_t R_t·w), by token batches: R_batch @ W.T, then the entries."""
+        n_p = lat.ptr.numel() - 1
+        out = torch.zeros(n_p, dtype=torch.float64)
+        lat_of_entry = torch.repeat_interleave(torch.arange(n_p), lat.counts)
+        sq_norm_P = lat.rows_PD.double().pow(2).sum(-1)
+        by_token = torch.argsort(lat.tokens, stable=True)
+        tok_sorted = lat.tokens[by_token]
+        n = self.R_ND.shape[0]
+        bounds = torch.searchsorted(tok_sorted, torch.arange(0, n + batch_size, batch_size))
+        for b, s in enumerate(range(0, n, batch_size)):
+            sel = by_token[int(bounds[b]) : int(bounds[b + 1])]
+            if sel.numel() == 0:
+                continue
+            proj_NP = self.R_ND[s : s + batch_size] @ lat.rows_PD.T
+            t, p, v = lat.tokens[sel], lat_of_entry[sel], lat.values[sel].double()
+            dots = proj_NP[t - s, p].double()
+            out.index_add_(0, p, v.pow(2) * sq_norm_P[p] - 2 * v * dots)
         return out
 
     def point(self, step: int, label: str) -> CurvePoint:
