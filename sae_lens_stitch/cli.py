@@ -1,0 +1,771 @@
+"""The ``sae-stitch`` command line.
+
+Parsing, ``--help`` and argument errors import neither torch nor SAE-Lens (they answer at
+once); each command handler imports what it needs. Every command writes its results into an
+output folder (``--out``); ``--json`` also prints the result on standard output. Bad input
+exits with status 1 and a one-line message on standard error (``--debug`` adds the traceback);
+usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+PROG = "sae-stitch"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+SOURCE_HELP = (
+    "RELEASE:SAE_ID[@REV] (SAE-Lens release), hf://OWNER/REPO[/FOLDER][@REV] "
+    "(Hub repo), or a local folder holding cfg.json"
+)
+
+
+class CLIError(Exception):
+    """Bad input found by the CLI itself (reported as one line, exit status 1)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def parse_indices(text: str) -> list[int]:
+    """``"3,5,10-12"`` -> ``[3, 5, 10, 11, 12]`` (inclusive ranges). Also reads ``@FILE``
+    (a JSON list or whitespace/comma separated integers)."""
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        if not path.is_file():
+            raise CLIError(f"indices file {str(path)!r} does not exist")
+        body = path.read_text().strip()
+        if body.startswith("["):
+            try:
+                values = json.loads(body)
+            except json.JSONDecodeError as err:
+                raise CLIError(f"indices file {str(path)!r} is not valid JSON: {err}") from None
+            if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values
+            ):
+                raise CLIError(f"indices file {str(path)!r} must hold a list of integers")
+            return list(values)
+        text = ",".join(body.split())
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                lo, hi = (
+                    part.split("-", 1)
+                    if not part.startswith("-")
+                    else ("-" + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1])
+                )
+                start, stop = int(lo), int(hi)
+                if stop < start:
+                    raise CLIError(f"bad index range {part!r}: end before start")
+                out.extend(range(start, stop + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise CLIError(
+                f"bad index {part!r}: expected integers and ranges like 3,5,10-12"
+            ) from None
+    if not out:
+        raise CLIError(f"no indices in {text!r}")
+    return out
+
+
+def check_source(text: str) -> None:
+    """Validate a source string's form without loading anything (light import)."""
+    from sae_lens_stitch.sources import parse_source
+
+    src = parse_source(text)
+    if src.kind == "local" and not Path(str(src.path)).is_dir():
+        raise CLIError(f"SAE source {text!r}: no such folder {src.path!r}")
+
+
+def prepare_out(out: str | None, *, default: str = "runs/out", create: bool = True) -> Path:
+    """The output folder. A given ``--out`` must have an existing parent; the default one
+    (under ``runs/``) is created with its parents. It is created when ``create``."""
+    if out is None:
+        path = Path(default)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+    path = Path(out).expanduser()
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise CLIError(
+            f"output folder {out!r}: parent folder {str(parent)!r} does not exist; create it first"
+        )
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"output folder {out!r} exists and is not a folder")
+    if create:
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def prepare_sae_out(out: str, overwrite: bool) -> Path:
+    """The folder a new SAE is saved to: parent must exist; must not exist unless overwrite."""
+    path = prepare_out(out, create=False)
+    if path.exists() and not overwrite:
+        raise CLIError(f"output folder {out!r} already exists; pass --overwrite to replace it")
+    return path
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def emit(args: argparse.Namespace, payload: Any, lines: Sequence[str]) -> None:
+    """``--json``: the payload on stdout; otherwise the human summary lines."""
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        for line in lines:
+            print(line)
+
+
+def load(args: argparse.Namespace, source: str) -> Any:
+    from sae_lens_stitch.load import load_sae
+
+    return load_sae(source, revision=None, device=args.device)
+
+
+def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
+    return [load(args, s) for s in sources]
+
+
+def _dead_mask(args: argparse.Namespace, large: Any) -> Any:
+    if not getattr(args, "activations", None):
+        return None
+    from sae_lens_stitch.evaluate import dead_latents
+
+    return dead_latents(large, read_activations(args.activations, large.cfg.d_in))
+
+
+def read_activations(path_text: str, d_in: int) -> Any:
+    """Activations [..., d_in] from a .pt / .pth / .safetensors file (a tensor, or a dict with
+    one tensor or with key "activations")."""
+    import torch
+
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise CLIError(f"activations file {path_text!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        data: Any = load_file(str(path))
+    elif path.suffix in (".pt", ".pth"):
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CLIError(f"cannot read activations file {path_text!r}: {err}") from None
+    else:
+        raise CLIError(f"activations file {path_text!r}: expected a .pt, .pth or .safetensors file")
+    if isinstance(data, dict):
+        tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+        if "activations" in tensors:
+            data = tensors["activations"]
+        elif len(tensors) == 1:
+            data = next(iter(tensors.values()))
+        else:
+            raise CLIError(
+                f"activations file {path_text!r} holds {sorted(tensors)}; "
+                "name the tensor 'activations'"
+            )
+    if not isinstance(data, torch.Tensor):
+        raise CLIError(f"activations file {path_text!r} does not hold a tensor")
+    if data.ndim < 1 or data.shape[-1] != d_in:
+        raise CLIError(
+            f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
+        )
+    return data.reshape(-1, d_in).float()
+
+
+def _hist(values: Any, bins: int = 20) -> dict[str, list[float] | list[int]]:
+    import torch
+
+    edges = torch.linspace(-1.0, 1.0, 2 * bins + 1)
+    counts = torch.histc(values.float().clamp(-1, 1), bins=2 * bins, min=-1.0, max=1.0)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _stats(values: Any, threshold: float) -> dict[str, float]:
+    import torch
+
+    v = values.float()
+    q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
+    return {
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "q10": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "q90": float(q[4]),
+        "fraction_at_or_above_threshold": float((v >= threshold).float().mean()),
+    }
+
+
+def _plot_histogram(
+    path: Path, forward: Any, backward: Any, threshold: float, titles: tuple[str, str]
+) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    bins = [i / 40 for i in range(-40, 41)]
+    ax.hist(forward.float().numpy(), bins=bins, alpha=0.6, label=titles[0])
+    ax.hist(backward.float().numpy(), bins=bins, alpha=0.6, label=titles[1])
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold}")
+    ax.set_xlabel("max cosine similarity of decoder rows")
+    ax.set_ylabel("latents")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    out = prepare_out(args.out, default="runs/compare")
+    small, large = load_all(args, [args.small, args.large])
+    from sae_lens_stitch.checks import check_compatible
+    from sae_lens_stitch.classify import describe_sae
+    from sae_lens_stitch.match import match_features
+
+    check_compatible(small, large, names=("small", "large"))
+    fwd = match_features(large, small, weights=args.weights)
+    bwd = match_features(small, large, weights=args.weights)
+    payload = {
+        "small": describe_sae(small),
+        "large": describe_sae(large),
+        "d_sae_small": small.cfg.d_sae,
+        "d_sae_large": large.cfg.d_sae,
+        "weights": args.weights,
+        "threshold": args.threshold,
+        "large_to_small": _stats(fwd.best_values, args.threshold),
+        "small_to_large": _stats(bwd.best_values, args.threshold),
+        "histogram_large_to_small": _hist(fwd.best_values),
+        "histogram_small_to_large": _hist(bwd.best_values),
+    }
+    write_json(out / "compare.json", payload)
+    _plot_histogram(
+        out / "compare_histogram.png",
+        fwd.best_values.cpu(),
+        bwd.best_values.cpu(),
+        args.threshold,
+        ("large -> small (classifies)", "small -> large (children)"),
+    )
+    f = payload["large_to_small"]
+    b = payload["small_to_large"]
+    emit(
+        args,
+        payload,
+        [
+            f"large -> small: mean max cosine {f['mean']:.3f}, median {f['median']:.3f}, "
+            f"{f['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
+            f"small -> large: mean max cosine {b['mean']:.3f}, median {b['median']:.3f}, "
+            f"{b['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
+            f"wrote {out / 'compare.json'} and {out / 'compare_histogram.png'}",
+        ],
+    )
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    out = prepare_out(args.out, default="runs/classify")
+    small, large = load_all(args, [args.small, args.large])
+    from sae_lens_stitch.classify import classify_features
+
+    cls = classify_features(
+        small,
+        large,
+        threshold=args.threshold,
+        weights=args.weights,
+        dead_mask=_dead_mask(args, large),
+    )
+    summary = cls.summary.model_dump(mode="json")
+    payload = {
+        "summary": summary,
+        "latents": [
+            {
+                "index": i,
+                "category": cat.value,
+                "max_cosine": round(float(cls.max_cosine[i]), 6),
+                "best_partner": int(cls.best_partner[i]),
+            }
+            for i, cat in enumerate(cls.categories)
+        ],
+        "novel_indices": cls.novel_indices.tolist(),
+        "reconstruction_indices": cls.reconstruction_indices.tolist(),
+    }
+    write_json(out / "classification.json", payload)
+    s = cls.summary
+    emit(
+        args,
+        payload,
+        [
+            f"{s.n_novel} novel ({s.novel_fraction:.1%}), {s.n_reconstruction} reconstruction"
+            + (f", {s.n_dead} dead" if s.n_dead else "")
+            + f" of {s.d_sae_large} latents at threshold {s.threshold}",
+            f"{s.n_small_with_children} of {s.d_sae_small} small latents have children; "
+            f"{s.n_small_without_partner} have no partner",
+            f"wrote {out / 'classification.json'}",
+        ],
+    )
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    out = prepare_out(args.out, default="runs/families")
+    small, large = load_all(args, [args.small, args.large])
+    from collections import Counter
+
+    from sae_lens_stitch.families import feature_families
+
+    fams = feature_families(small, large, threshold=args.threshold, weights=args.weights)
+    kinds = Counter(f.kind for f in fams)
+    payload = {
+        "threshold": args.threshold,
+        "n_families": len(fams),
+        "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "families": [f.model_dump(mode="json") | {"kind": f.kind} for f in fams],
+    }
+    write_json(out / "families.json", payload)
+    top = ", ".join(f"{k}: {n}" for k, n in list(payload["kinds"].items())[:6])
+    emit(
+        args,
+        payload,
+        [
+            f"{len(fams)} families at threshold {args.threshold} ({top})",
+            f"wrote {out / 'families.json'}",
+        ],
+    )
+    return 0
+
+
+def _save(sae: Any, folder: Path, overwrite: bool) -> Path:
+    from sae_lens_stitch.save import save_sae
+
+    return save_sae(sae, folder, overwrite=overwrite)
+
+
+def _surgery_payload(sae: Any, folder: Path) -> dict[str, Any]:
+    from sae_lens_stitch.provenance import get_provenance
+
+    prov = get_provenance(sae)
+    return {
+        "folder": str(folder),
+        "architecture": sae.cfg.architecture(),
+        "d_sae": sae.cfg.d_sae,
+        "d_in": sae.cfg.d_in,
+        "operations": [op.model_dump(mode="json") for op in prov.operations],
+    }
+
+
+def cmd_stitch(args: argparse.Namespace) -> int:
+    folder = prepare_sae_out(args.out, args.overwrite)
+    indices = parse_indices(args.indices) if args.indices else None
+    base, donor = load_all(args, [args.base, args.donor])
+    from sae_lens_stitch.surgery import stitch
+
+    new = stitch(base, donor, indices, threshold=args.threshold)
+    saved = _save(new, folder, args.overwrite)
+    payload = _surgery_payload(new, saved) | {
+        "n_inserted": new.cfg.d_sae - base.cfg.d_sae,
+        "d_sae_base": base.cfg.d_sae,
+    }
+    emit(
+        args,
+        payload,
+        [
+            f"stitched {payload['n_inserted']} donor latents into the base "
+            f"({base.cfg.d_sae} -> {new.cfg.d_sae} latents)",
+            f"saved to {saved}",
+        ],
+    )
+    return 0
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    folder = prepare_sae_out(args.out, args.overwrite)
+    chosen = parse_indices(args.families) if args.families else None
+    base, donor = load_all(args, [args.base, args.donor])
+    from sae_lens_stitch.families import feature_families
+    from sae_lens_stitch.surgery import swap
+
+    families = None
+    if chosen is not None:
+        all_fams = feature_families(base, donor, threshold=args.threshold)
+        bad = [i for i in chosen if not 0 <= i < len(all_fams)]
+        if bad:
+            raise CLIError(
+                f"family indices {bad} out of range: there are {len(all_fams)} families "
+                f"(0..{len(all_fams) - 1}) at threshold {args.threshold}"
+            )
+        families = [all_fams[i] for i in chosen]
+    new = swap(base, donor, families, threshold=args.threshold)
+    saved = _save(new, folder, args.overwrite)
+    payload = _surgery_payload(new, saved)
+    op = payload["operations"][-1]
+    emit(
+        args,
+        payload,
+        [
+            f"swapped {op.get('details', {}).get('n_families')} families: removed "
+            f"{op.get('n_latents_removed')} base latents, inserted {op.get('n_latents_in')} "
+            f"({base.cfg.d_sae} -> {new.cfg.d_sae} latents)",
+            f"saved to {saved}",
+        ],
+    )
+    return 0
+
+
+def cmd_frankenstein(args: argparse.Namespace) -> int:
+    folder = prepare_sae_out(args.out, args.overwrite)
+    saes = load_all(args, args.saes)
+    saes.sort(key=lambda s: s.cfg.d_sae)
+    from sae_lens_stitch.surgery import frankenstein
+
+    new = frankenstein(saes, threshold=args.threshold)
+    saved = _save(new, folder, args.overwrite)
+    payload = _surgery_payload(new, saved)
+    details = payload["operations"][-1].get("details", {})
+    emit(
+        args,
+        payload,
+        [
+            f"Frankenstein SAE of widths {details.get('widths')}: inserted "
+            f"{details.get('inserted_per_width')} novel latents -> {new.cfg.d_sae} latents",
+            f"saved to {saved}",
+        ],
+    )
+    return 0
+
+
+def _synthetic_activations(n_tokens: int, seed: int) -> Any:
+    from sae_lens_stitch.demo.data import load_ground_truth
+
+    return load_ground_truth().sample(n_tokens, seed=seed)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if not args.activations and not args.synthetic:
+        raise CLIError(
+            "evaluate needs activations: --activations FILE (.pt/.safetensors) or --synthetic "
+            "(the demo family's synthetic generator)"
+        )
+    out = prepare_out(args.out)
+    saes = load_all(args, args.saes)
+    from sae_lens_stitch.checks import check_compatible
+    from sae_lens_stitch.classify import describe_sae
+    from sae_lens_stitch.evaluate import evaluate
+
+    for other in saes[1:]:
+        check_compatible(saes[0], other)
+    d_in = saes[0].cfg.d_in
+    if args.activations:
+        acts = read_activations(args.activations, d_in)
+    else:
+        acts = _synthetic_activations(args.n_tokens, args.seed)
+        if acts.shape[-1] != d_in:
+            raise CLIError(
+                f"--synthetic generates the demo family's activations (d_in {acts.shape[-1]}); "
+                f"the SAE has d_in {d_in}"
+            )
+    results = []
+    lines = []
+    for source, sae in zip(args.saes, saes, strict=True):
+        m = evaluate(sae, acts)
+        results.append(
+            {"source": source, "sae": describe_sae(sae), "metrics": m.model_dump(mode="json")}
+        )
+        lines.append(
+            f"{source}: d_sae {m.d_sae}, MSE {m.mse.value:.4g}, FVU {m.fvu.value:.4f}, "
+            f"L0 {m.l0.value:.2f}, dead {int(m.n_dead.value)}"
+        )
+    payload = {
+        "activations": args.activations
+        or f"synthetic demo generator ({args.n_tokens} tokens, seed {args.seed})",
+        "results": results,
+    }
+    write_json(out / "evaluation.json", payload)
+    emit(args, payload, [*lines, f"wrote {out / 'evaluation.json'}"])
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    folder = Path(args.folder).expanduser()
+    if not (folder / "cfg.json").is_file():
+        raise CLIError(f"{args.folder!r} is not an SAE folder (no cfg.json)")
+    from sae_lens_stitch.load import load_sae
+    from sae_lens_stitch.publish import push_to_hub
+
+    sae = load_sae(str(folder.absolute()), device=args.device)
+    metrics = None
+    if args.metrics:
+        mpath = Path(args.metrics).expanduser()
+        if not mpath.is_file():
+            raise CLIError(f"metrics file {args.metrics!r} does not exist")
+        metrics = json.loads(mpath.read_text())
+    result = push_to_hub(
+        sae,
+        args.repo,
+        path_in_repo=args.path_in_repo,
+        revision=args.revision,
+        private=args.private,
+        commit_message=args.message,
+        overwrite=args.overwrite,
+        create_pr=args.create_pr,
+        metrics=metrics,
+        endpoint=args.endpoint,
+    )
+    payload = result.model_dump(mode="json")
+    emit(args, payload, [f"pushed to {result.repo_id}/{result.path_in_repo}: {result.commit_url}"])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = "runs/demo"
+    else:
+        prepare_out(args.out, create=False)
+    from sae_lens_stitch.demo.pipeline import run_demo
+
+    result = run_demo(args.out, retrain=args.retrain, push=args.push, quick=args.quick)
+    payload = result.model_dump(mode="json")
+    emit(args, payload, result.lines())
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser, *, out_default: str | None, out_help: str) -> None:
+    if out_default is None:
+        p.add_argument("--out", required=True, help=out_help)
+    else:
+        p.add_argument(
+            "--out",
+            help=f"{out_help} (default: {out_default}, created; a given folder's parent must exist)",
+        )
+    p.add_argument("--json", action="store_true", help="also print the result as JSON on stdout")
+    p.add_argument("--device", default="cpu", help="torch device to load SAEs on (default: cpu)")
+
+
+def _threshold(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.7,
+        help="cosine threshold: below it a large latent is novel (default: 0.7)",
+    )
+
+
+def _weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        choices=("decoder", "encoder"),
+        default="decoder",
+        help="which directions to compare (default: decoder)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Compare, classify, stitch and swap the latents of SAE-Lens SAEs of different widths. "
+            f"SAE sources: {SOURCE_HELP}."
+        ),
+        epilog="Run 'sae-stitch demo' to see the whole method on the embedded synthetic family.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (also SAE_STITCH_NO_PROGRESS=1)",
+    )
+    from sae_lens_stitch._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, helptext: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.set_defaults(handler=handler)
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        return p
+
+    p = add(
+        "compare", "match statistics and histogram of max cosines, both directions", cmd_compare
+    )
+    p.add_argument("small", help=f"the smaller SAE: {SOURCE_HELP}")
+    p.add_argument("large", help="the larger SAE (same forms)")
+    _threshold(p)
+    _weights(p)
+    _common(
+        p, out_default="runs/compare", out_help="folder for compare.json and compare_histogram.png"
+    )
+
+    p = add(
+        "classify", "classify the larger SAE's latents as novel or reconstruction", cmd_classify
+    )
+    p.add_argument("small", help=f"the smaller SAE: {SOURCE_HELP}")
+    p.add_argument("large", help="the larger SAE (same forms)")
+    _threshold(p)
+    _weights(p)
+    p.add_argument(
+        "--activations", help="optional .pt/.safetensors activations: never-firing latents are DEAD"
+    )
+    _common(p, out_default="runs/classify", out_help="folder for classification.json")
+
+    p = add(
+        "families",
+        "families of related latents (connected components at the threshold)",
+        cmd_families,
+    )
+    p.add_argument("small", help=f"the smaller SAE: {SOURCE_HELP}")
+    p.add_argument("large", help="the larger SAE (same forms)")
+    _threshold(p)
+    _weights(p)
+    _common(p, out_default="runs/families", out_help="folder for families.json")
+
+    p = add("stitch", "insert donor latents into a base SAE (exact)", cmd_stitch)
+    p.add_argument("base", help=f"the base SAE: {SOURCE_HELP}")
+    p.add_argument("donor", help="the donor SAE (same forms)")
+    p.add_argument(
+        "--indices",
+        help="donor latents to insert, e.g. 3,5,10-12 or @file (default: the donor's novel latents)",
+    )
+    _threshold(p)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p, out_default=None, out_help="folder to save the stitched SAE to (SAE-Lens layout)")
+
+    p = add("swap", "replace families of base latents by their donor members", cmd_swap)
+    p.add_argument("base", help=f"the smaller SAE: {SOURCE_HELP}")
+    p.add_argument("donor", help="the larger SAE (same forms)")
+    p.add_argument(
+        "--families",
+        help="family numbers to swap, as listed by 'families' (e.g. 0,2,5-9; default: all)",
+    )
+    _threshold(p)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p, out_default=None, out_help="folder to save the swapped SAE to (SAE-Lens layout)")
+
+    p = add("frankenstein", "Frankenstein's SAE from a family of widths", cmd_frankenstein)
+    p.add_argument(
+        "saes", nargs="+", help=f"two or more SAEs of one hook (any order): {SOURCE_HELP}"
+    )
+    _threshold(p)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(
+        p, out_default=None, out_help="folder to save the Frankenstein SAE to (SAE-Lens layout)"
+    )
+
+    p = add("evaluate", "MSE, FVU, L0 and dead latents on activations", cmd_evaluate)
+    p.add_argument("saes", nargs="+", help=f"one or more SAEs: {SOURCE_HELP}")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--activations", help=".pt/.pth/.safetensors file of activations [..., d_in]")
+    src.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use the demo family's synthetic generator (for the demo SAEs, d_in 48)",
+    )
+    p.add_argument(
+        "--n-tokens", type=int, default=65536, help="tokens for --synthetic (default: 65536)"
+    )
+    p.add_argument("--seed", type=int, default=1234, help="seed for --synthetic (default: 1234)")
+    _common(p, out_default="runs/evaluate", out_help="folder for evaluation.json")
+
+    p = add("push", "publish a saved SAE folder to the Hugging Face Hub", cmd_push)
+    p.add_argument("folder", help="a local SAE folder (cfg.json + sae_weights.safetensors)")
+    p.add_argument("repo", help="Hub repo id OWNER/NAME (created if missing)")
+    p.add_argument("--path-in-repo", help="folder in the repo (default: derived from the SAE)")
+    p.add_argument("--revision", default="main", help="branch to commit to (default: main)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", help="commit message")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing folder in the repo"
+    )
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead")
+    p.add_argument("--metrics", help="JSON file of metrics for the model card")
+    p.add_argument("--endpoint", help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--json", action="store_true", help="also print the result as JSON on stdout")
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+
+    p = add("demo", "run the whole method on the embedded synthetic SAE family", cmd_demo)
+    p.add_argument(
+        "--out",
+        help="folder for the report (default: runs/demo, created; a given folder's parent must exist)",
+    )
+    p.add_argument("--retrain", action="store_true", help="train the family again first (minutes)")
+    p.add_argument("--push", metavar="REPO", help="publish the Frankenstein SAE to this Hub repo")
+    p.add_argument("--quick", action="store_true", help="reduced setting (fewer tokens; for tests)")
+    p.add_argument("--json", action="store_true", help="also print the result as JSON on stdout")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Checks that need no heavy import: sources, thresholds, counts."""
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise CLIError(f"--threshold must be between -1 and 1, got {threshold}")
+    for name in ("small", "large", "base", "donor"):
+        if getattr(args, name, None) is not None:
+            check_source(getattr(args, name))
+    for source in getattr(args, "saes", None) or []:
+        check_source(source)
+    if args.command == "frankenstein" and len(args.saes) < 2:
+        raise CLIError(f"frankenstein needs at least two SAEs, got {len(args.saes)}")
+    if args.command == "evaluate" and args.n_tokens < 1:
+        raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.no_progress:
+        os.environ["SAE_STITCH_NO_PROGRESS"] = "1"
+    try:
+        _validate(args)
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, FileExistsError, FileNotFoundError, OSError, RuntimeError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""The embedded default: the whole method on the demo family, end to end.
+
+:func:`run_demo` loads the shipped family (or retrains it), then for every adjacent width pair
+classifies the larger SAE's latents, scores the classification against the ground truth,
+measures every latent's insert effect and the cosine proxy's agreement with its sign, stitches
+the novel latents in, and swaps families one at a time (is the error curve monotone?). It
+builds the Frankenstein SAE, places it against the trained widths in the L0-FVU plane,
+evaluates every SAE, writes the report with its plots, and saves the Frankenstein SAE as a
+publish-ready SAE-Lens folder (optionally pushing it). It reports what it measured, whether or
+not that agrees with the method's claims.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from sae_lens_stitch.classify import DEFAULT_THRESHOLD, ClassificationSummary, classify_features
+from sae_lens_stitch.curves import Curve, FrankensteinPlane, frankenstein_plane, swap_curve
+from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
+from sae_lens_stitch.demo.scoring import NoveltyScore, score_novelty
+from sae_lens_stitch.demo.train import TrainingRecipe
+from sae_lens_stitch.effects import InsertEffectsSummary, insert_effects
+from sae_lens_stitch.evaluate import Metrics, evaluate
+from sae_lens_stitch.families import feature_families
+from sae_lens_stitch.plots import (
+    plot_curves,
+    plot_frankenstein_plane,
+    plot_insert_effects,
+    plot_max_cosine_histograms,
+)
+from sae_lens_stitch.provenance import get_provenance
+from sae_lens_stitch.report import StitchReport, write_report
+from sae_lens_stitch.save import save_sae
+from sae_lens_stitch.surgery import frankenstein, stitch
+
+N_TOKENS = 32_768
+N_TOKENS_QUICK = 4_096
+EVAL_SEED = 1234
+"""Seed of the demo's evaluation activations (the family was trained on other seeds)."""
+PUBLISH_FOLDER = "frankenstein_sae"
+RESULT_FILE = "demo.json"
+
+
+class Claim(BaseModel):
+    """One of the method's claims and what the demo measured about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: str
+    measured: str
+    agrees: bool | None
+    """Whether the measurement agrees with the claim (None: nothing to compare)."""
+
+
+class PairResult(BaseModel):
+    """Measurements for one width pair (small -> large)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    small: int
+    large: int
+    classification: ClassificationSummary
+    ground_truth: NoveltyScore
+    """Precision / recall of "novel" against the ground truth (see demo.scoring)."""
+    insert_effects: InsertEffectsSummary
+    sign_agreement: float
+    """Fraction of live large latents whose insert-effect sign agrees with the cosine proxy."""
+    auroc: float | None
+    mean_delta_mse_proxy_novel: float | None
+    """Mean ΔMSE of inserting one proxy-novel latent alone (negative: it helps)."""
+    mean_delta_mse_proxy_reconstruction: float | None
+    n_families: int
+    n_split_families: int
+    """Families with one small latent and several large ones (feature splitting)."""
+    mse_small: float
+    mse_stitched: float
+    """MSE of the small SAE with every novel latent of the large one inserted."""
+    d_sae_stitched: int
+    l0_small: float
+    l0_stitched: float
+    swap_monotone: bool | None
+    swap_increases: int | None
+    swap_steps: int
+    swap_mse_end: float
+    mse_large: float
+
+
+class FrankensteinResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    d_sae: int
+    widths: list[int]
+    inserted_per_width: list[int]
+    metrics: Metrics
+    trained_fvu_at_same_width: float
+    """FVU of the trained family interpolated (in log width) at the Frankenstein's d_sae."""
+    trained_l0_at_same_width: float
+    beats_trained_at_same_width: bool
+    higher_l0_than_trained: bool
+    publish_folder: str
+
+
+class DemoResult(BaseModel):
+    """Everything :func:`run_demo` measured (written to ``demo.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: str
+    family_dir: str
+    widths: list[int]
+    n_tokens: int
+    threshold: float
+    quick: bool
+    pairs: list[PairResult]
+    metrics: dict[str, Metrics]
+    frankenstein: FrankensteinResult
+    plane: FrankensteinPlane
+    claims: list[Claim]
+    report: str
+    pushed: dict[str, Any] | None = None
+    seconds: float
+
+    def lines(self) -> list[str]:
+        """A short human summary."""
+        out = [f"demo family: widths {self.widths}, {self.n_tokens} synthetic tokens"]
+        for p in self.pairs:
+            gt = p.ground_truth
+            prec = "n/a" if gt.precision is None else f"{gt.precision:.2f}"
+            rec = "n/a" if gt.recall is None else f"{gt.recall:.2f}"
+            out.append(
+                f"  {p.small:>4} -> {p.large:<4} novel {p.classification.novel_fraction:.0%} "
+                f"(precision {prec}, recall {rec} vs ground truth); sign agreement "
+                f"{p.sign_agreement:.0%}; swap {'monotone' if p.swap_monotone else 'NOT monotone'}"
+                f"; MSE {p.mse_small:.4f} -> stitched {p.mse_stitched:.4f}"
+            )
+        f = self.frankenstein
+        out.append(
+            f"  Frankenstein: {f.d_sae} latents, FVU {f.metrics.fvu.value:.4f} vs trained "
+            f"{f.trained_fvu_at_same_width:.4f} at that width; L0 {f.metrics.l0.value:.2f} vs "
+            f"{f.trained_l0_at_same_width:.2f}"
+        )
+        for c in self.claims:
+            mark = {True: "agrees", False: "DISAGREES", None: "n/a"}[c.agrees]
+            out.append(f"  [{mark}] {c.claim}: {c.measured}")
+        out.append(f"report: {self.report}")
+        out.append(f"publish-ready SAE folder: {f.publish_folder}")
+        if self.pushed:
+            out.append(f"pushed: {self.pushed.get('commit_url')}")
+        out.append(f"done in {self.seconds:.1f} s")
+        return out
+
+
+def _interp_log_width(widths: list[int], values: list[float], width: int) -> float:
+    """Piecewise-linear interpolation in log2(width), extrapolating from the end segments."""
+    xs = [math.log2(w) for w in widths]
+    x = math.log2(width)
+    i = 0
+    while i < len(xs) - 2 and x > xs[i + 1]:
+        i += 1
+    x0, x1, y0, y1 = xs[i], xs[i + 1], values[i], values[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def _mean(values: torch.Tensor) -> float | None:
+    return float(values.mean()) if values.numel() else None
+
+
+def _pair(
+    small: Any,
+    large: Any,
+    acts_ND: torch.Tensor,
+    family: DemoFamily,
+    metrics: dict[int, Metrics],
+    threshold: float,
+    out: Path,
+    plots: dict[str, Any],
+) -> tuple[PairResult, Any, Curve]:
+    name = f"{small.cfg.d_sae}->{large.cfg.d_sae}"
+    cls = classify_features(small, large, threshold=threshold)
+    novel_mask = torch.tensor([c.value == "novel" for c in cls.categories], dtype=torch.bool)
+    score = score_novelty(small, large, novel_mask, family.truth)
+    eff = insert_effects(small, large, acts_ND, threshold=threshold, max_cosine=cls.max_cosine)
+    live = eff.firing_counts > 0
+    proxy_novel = eff.max_cosine < threshold
+    plots[f"insert_effects_{small.cfg.d_sae}_{large.cfg.d_sae}"] = plot_insert_effects(
+        eff,
+        out / "plots" / f"insert_effects_{small.cfg.d_sae}_{large.cfg.d_sae}",
+        title=f"insert effects {name}",
+    )
+    fams = feature_families(small, large, threshold=threshold)
+    stitched = stitch(small, large, cls.novel_indices)
+    m_st = evaluate(stitched, acts_ND)
+    curve = swap_curve(
+        small, large, acts_ND, families=fams, threshold=threshold, include_novel=True
+    )
+    p = eff.summary.proxy
+    result = PairResult(
+        small=small.cfg.d_sae,
+        large=large.cfg.d_sae,
+        classification=cls.summary,
+        ground_truth=score,
+        insert_effects=eff.summary,
+        sign_agreement=p.accuracy.value,
+        auroc=None if p.auroc is None else p.auroc.value,
+        mean_delta_mse_proxy_novel=_mean(eff.delta_mse[live & proxy_novel]),
+        mean_delta_mse_proxy_reconstruction=_mean(eff.delta_mse[live & ~proxy_novel]),
+        n_families=len(fams),
+        n_split_families=sum(len(f.small_indices) == 1 and len(f.large_indices) > 1 for f in fams),
+        mse_small=metrics[small.cfg.d_sae].mse.value,
+        mse_stitched=m_st.mse.value,
+        d_sae_stitched=stitched.cfg.d_sae,
+        l0_small=metrics[small.cfg.d_sae].l0.value,
+        l0_stitched=m_st.l0.value,
+        swap_monotone=curve.monotone,
+        swap_increases=curve.n_increases,
+        swap_steps=len(curve.points) - 1,
+        swap_mse_end=curve.points[-1].mse,
+        mse_large=metrics[large.cfg.d_sae].mse.value,
+    )
+    return result, cls, curve
+
+
+def _claims(pairs: list[PairResult], fr: FrankensteinResult) -> list[Claim]:
+    fractions = ", ".join(
+        f"{p.small}->{p.large}: {p.classification.novel_fraction:.0%}" for p in pairs
+    )
+    agree = ", ".join(f"{p.small}->{p.large}: {p.sign_agreement:.0%}" for p in pairs)
+    helps = [
+        p.mean_delta_mse_proxy_novel is not None
+        and p.mean_delta_mse_proxy_novel < 0
+        and (
+            p.mean_delta_mse_proxy_reconstruction is None
+            or p.mean_delta_mse_proxy_reconstruction > 0
+        )
+        for p in pairs
+    ]
+    monotone = [p.swap_monotone for p in pairs]
+    precision = [p.ground_truth.precision for p in pairs]
+    recall = [p.ground_truth.recall for p in pairs]
+    return [
+        Claim(
+            claim="a sizeable share of the larger SAE's latents is novel (authors: ~35%)",
+            measured=f"novel fraction per width pair: {fractions}",
+            agrees=all(0.1 <= p.classification.novel_fraction <= 0.9 for p in pairs),
+        ),
+        Claim(
+            claim="the cosine proxy finds the latents that are new relative to the smaller SAE",
+            measured="precision / recall of 'novel' vs ground truth: "
+            + ", ".join(
+                f"{p.small}->{p.large}: {'n/a' if a is None else f'{a:.2f}'} / "
+                f"{'n/a' if b is None else f'{b:.2f}'}"
+                for p, a, b in zip(pairs, precision, recall, strict=True)
+            ),
+            agrees=all(a is not None and a >= 0.5 for a in precision)
+            and all(b is not None and b >= 0.5 for b in recall),
+        ),
+        Claim(
+            claim="the insert effect's sign agrees with the cosine proxy",
+            measured=f"sign agreement per pair: {agree}",
+            agrees=all(p.sign_agreement >= 0.5 for p in pairs),
+        ),
+        Claim(
+            claim="inserting a novel latent lowers MSE; inserting a reconstruction latent raises it",
+            measured="mean ΔMSE (novel / reconstruction) per pair: "
+            + ", ".join(
+                f"{p.small}->{p.large}: {_fmt(p.mean_delta_mse_proxy_novel)} / "
+                f"{_fmt(p.mean_delta_mse_proxy_reconstruction)}"
+                for p in pairs
+            ),
+            agrees=all(helps),
+        ),
+        Claim(
+            claim="stitching every novel latent into the smaller SAE lowers its MSE",
+            measured=", ".join(
+                f"{p.small}->{p.large}: {p.mse_small:.4f} -> {p.mse_stitched:.4f}" for p in pairs
+            ),
+            agrees=all(p.mse_stitched < p.mse_small for p in pairs),
+        ),
+        Claim(
+            claim="swapping families (then inserting novel latents) one at a time lowers the "
+            "error monotonically",
+            measured=", ".join(
+                f"{p.small}->{p.large}: {'monotone' if p.swap_monotone else f'{p.swap_increases} rises'}"
+                f" in {p.swap_steps} steps"
+                for p in pairs
+            ),
+            agrees=all(m is True for m in monotone),
+        ),
+        Claim(
+            claim="Frankenstein's SAE reconstructs better than trained SAEs of the same width",
+            measured=f"FVU {fr.metrics.fvu.value:.4f} at {fr.d_sae} latents vs "
+            f"{fr.trained_fvu_at_same_width:.4f} for the trained family at that width",
+            agrees=fr.beats_trained_at_same_width,
+        ),
+        Claim(
+            claim="... but with a higher L0",
+            measured=f"L0 {fr.metrics.l0.value:.2f} vs {fr.trained_l0_at_same_width:.2f}",
+            agrees=fr.higher_l0_than_trained,
+        ),
+    ]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2e}"
+
+
+def run_demo(
+    out_dir: str | Path = "runs/demo",
+    *,
+    retrain: bool = False,
+    push: str | None = None,
+    quick: bool = False,
+    threshold: float = DEFAULT_THRESHOLD,
+    family: str | Path | None = None,
+    recipe: TrainingRecipe | None = None,
+    show_progress: bool | None = None,
+) -> DemoResult:
+    """Run the whole method on the demo family and write the report into ``out_dir``
+    (created with its parents): ``report.{json,md,html}``, ``plots/``, ``demo.json`` and the
+    publish-ready ``frankenstein_sae/`` (SAE-Lens layout). ``retrain`` first trains the family
+    again into ``out_dir/family`` (minutes) and uses it; ``family`` names another family folder;
+    ``push`` publishes the Frankenstein SAE to that Hub repo; ``quick`` uses fewer tokens;
+    ``recipe`` overrides the training recipe used with ``retrain``."""
+    start = time.perf_counter()
+    out = Path(out_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    if retrain:
+        from sae_lens_stitch.demo.train import train_family
+
+        train_family(out / "family", recipe, show_progress=show_progress)
+        family = out / "family"
+    fam = load_family(family)
+    n_tokens = N_TOKENS_QUICK if quick else N_TOKENS
+    acts_ND = fam.truth.sample(n_tokens, seed=EVAL_SEED)
+    saes = fam.saes
+    metrics_by_width = {s.cfg.d_sae: evaluate(s, acts_ND) for s in saes}
+    plots: dict[str, Any] = {}
+    pairs: list[PairResult] = []
+    classes: dict[str, Any] = {}
+    curves: list[Curve] = []
+    for small, large in itertools.pairwise(saes):
+        pair, cls, curve = _pair(
+            small, large, acts_ND, fam, metrics_by_width, threshold, out, plots
+        )
+        pairs.append(pair)
+        classes[f"{small.cfg.d_sae} -> {large.cfg.d_sae}"] = cls
+        curves.append(curve)
+    plots["max_cosine"] = plot_max_cosine_histograms(
+        classes, out / "plots" / "max_cosine", threshold=threshold
+    )
+    plots["swap_curves"] = plot_curves(
+        curves, out / "plots" / "swap_curves", title="swap families, then insert novel latents"
+    )
+    plane = frankenstein_plane(saes, acts_ND, threshold=threshold)
+    plots["frankenstein_plane"] = plot_frankenstein_plane(
+        plane, out / "plots" / "frankenstein_plane"
+    )
+
+    frank = frankenstein(saes, threshold=threshold)
+    m_fr = evaluate(frank, acts_ND)
+    details = get_provenance(frank).operations[-1].details
+    widths = [s.cfg.d_sae for s in saes]
+    fvu_same = _interp_log_width(
+        widths, [metrics_by_width[w].fvu.value for w in widths], frank.cfg.d_sae
+    )
+    l0_same = _interp_log_width(
+        widths, [metrics_by_width[w].l0.value for w in widths], frank.cfg.d_sae
+    )
+    publish = save_sae(frank, out / PUBLISH_FOLDER, overwrite=True)
+    fr = FrankensteinResult(
+        d_sae=frank.cfg.d_sae,
+        widths=widths,
+        inserted_per_width=list(details.get("inserted_per_width", [])),
+        metrics=m_fr,
+        trained_fvu_at_same_width=fvu_same,
+        trained_l0_at_same_width=l0_same,
+        beats_trained_at_same_width=m_fr.fvu.value < fvu_same,
+        higher_l0_than_trained=m_fr.l0.value > l0_same,
+        publish_folder=str(publish),
+    )
+    metrics = {f"trained[{w}]": metrics_by_width[w] for w in widths}
+    metrics[f"frankenstein[{frank.cfg.d_sae}]"] = m_fr
+    claims = _claims(pairs, fr)
+    notes = [
+        f"Demo family: standard ReLU/L1 SAEs of widths {widths} trained on a synthetic activation "
+        f"model with parent/child feature hierarchies ({fam.truth.n_features} ground-truth "
+        f"features, d_in {fam.truth.d_in}); {n_tokens} evaluation tokens (seed {EVAL_SEED}).",
+        "Ground truth: an SAE represents a feature when a decoder row has cosine >= 0.9 with it; "
+        "a large latent is truly novel when the feature it tracks (best cosine, >= 0.5) is not "
+        "represented by the smaller SAE.",
+        *[
+            f"{p.small}->{p.large}: novel precision {_opt(p.ground_truth.precision)}, recall "
+            f"{_opt(p.ground_truth.recall)}, feature recall {_opt(p.ground_truth.feature_recall)}; "
+            f"{p.n_split_families} of {p.n_families} families split one small latent"
+            for p in pairs
+        ],
+        *[
+            f"[{ {True: 'agrees', False: 'disagrees', None: 'n/a'}[c.agrees] }] {c.claim}: {c.measured}"
+            for c in claims
+        ],
+        f"Publish-ready Frankenstein SAE: {PUBLISH_FOLDER}/ (SAE-Lens layout; "
+        "`sae-stitch push` or `sae-stitch demo --push REPO`).",
+    ]
+    report = StitchReport(
+        title="sae-lens-stitch demo: synthetic hierarchy family",
+        threshold=threshold,
+        classifications=[p.classification for p in pairs],
+        metrics=metrics,
+        insert_effects=[p.insert_effects for p in pairs],
+        curves=curves,
+        frankenstein=plane,
+        plots=plots,
+        notes=notes,
+    )
+    write_report(report, out)
+    pushed = None
+    if push:
+        from sae_lens_stitch.publish import push_to_hub
+
+        pushed = push_to_hub(frank, push, metrics=m_fr, overwrite=True).model_dump(mode="json")
+    result = DemoResult(
+        out_dir=str(out),
+        family_dir=str(family_dir(family)),
+        widths=widths,
+        n_tokens=n_tokens,
+        threshold=threshold,
+        quick=quick,
+        pairs=pairs,
+        metrics=metrics,
+        frankenstein=fr,
+        plane=plane,
+        claims=claims,
+        report=str(out / "report.html"),
+        pushed=pushed,
+        seconds=time.perf_counter() - start,
+    )
+    tmp = out / f".{RESULT_FILE}.tmp"
+    tmp.write_text(result.model_dump_json(indent=2))
+    tmp.replace(out / RESULT_FILE)
+    return result
+
+
+def _opt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

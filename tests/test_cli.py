@@ -1,0 +1,410 @@
+"""The ``sae-stitch`` command line, driven as a user would: the console script in a subprocess
+for help, argument errors and one full command, and ``main(argv)`` (the same code path, no
+interpreter start-up) for every subcommand on small SAEs saved to disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import make_sae, related_pair
+from sae_lens import SAE
+from safetensors.torch import save_file
+
+from sae_lens_stitch import get_provenance
+from sae_lens_stitch.cli import CLIError, main, parse_indices
+
+EXE = Path(sys.executable).parent / "sae-stitch"
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sae_lens_stitch.cli"]
+    full_env = {**os.environ, "SAE_STITCH_NO_PROGRESS": "1", **(env or {})}
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def saes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Small, large and a third width saved to disk, plus a mismatched SAE and activations."""
+    root = tmp_path_factory.mktemp("cli")
+    small, large = related_pair("standard", n_small=12, n_novel=5, children=2, d_in=16)
+    bigger = make_sae("standard", 48, 16, seed=7)
+    with torch.no_grad():
+        bigger.W_dec[:29] = large.W_dec
+    other = make_sae("standard", 20, 8, seed=3)
+    paths = {}
+    for name, sae in (("small", small), ("large", large), ("bigger", bigger), ("other", other)):
+        sae.save_model(root / name)
+        paths[name] = str(root / name)
+    acts = torch.randn(512, 16)
+    save_file({"activations": acts}, str(root / "acts.safetensors"))
+    torch.save(acts, root / "acts.pt")
+    paths["acts_st"] = str(root / "acts.safetensors")
+    paths["acts_pt"] = str(root / "acts.pt")
+    paths["root"] = str(root)
+    return {"paths": paths, "small": small, "large": large}
+
+
+# ----------------------------------------------------------------- subprocess: the real script
+
+
+def test_help_is_light_and_lists_every_subcommand() -> None:
+    code = (
+        "import sys\n"
+        "from sae_lens_stitch.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "heavy = [m for m in ('sae_lens', 'torch', 'transformer_lens', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    for cmd in (
+        "compare",
+        "classify",
+        "families",
+        "stitch",
+        "swap",
+        "frankenstein",
+        "evaluate",
+        "push",
+        "demo",
+    ):
+        assert cmd in res.stdout
+    res = run_cli("--help")
+    assert res.returncode == 0 and "sae-stitch" in res.stdout
+
+
+def test_argument_errors_are_light_and_one_line(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from sae_lens_stitch.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "assert 'sae_lens' not in sys.modules and 'torch' not in sys.modules\n"
+        "sys.exit(rc)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, "classify", "not-a-source", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not-a-source" in lines[0] and "Traceback" not in res.stderr
+    res = run_cli("stitch", "a", "b")  # missing --out: argparse usage error
+    assert res.returncode == 2 and "--out" in res.stderr
+    res = run_cli("bogus")
+    assert res.returncode == 2
+
+
+def test_subprocess_classify_json_and_errors(saes: dict[str, Any], tmp_path: Path) -> None:
+    p = saes["paths"]
+    res = run_cli("classify", p["small"], p["large"], "--out", str(tmp_path / "c"), "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["summary"]["n_novel"] == len(data["novel_indices"]) >= 5
+    assert json.loads((tmp_path / "c" / "classification.json").read_text()) == data
+    # mismatched SAEs: one line, exit 1, traceback only with --debug
+    res = run_cli("classify", p["small"], p["other"], "--out", str(tmp_path / "m"))
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "d_in" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("--debug", "classify", p["small"], p["other"], "--out", str(tmp_path / "m"))
+    assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+# ----------------------------------------------------------------- every subcommand (in-process)
+
+
+def test_compare(saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys, "compare", p["small"], p["large"], "--out", str(tmp_path / "o"), "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["d_sae_small"] == 12 and data["d_sae_large"] == 29
+    assert sum(data["histogram_large_to_small"]["counts"]) == 29
+    assert sum(data["histogram_small_to_large"]["counts"]) == 12
+    # 24 of 29 large latents are noisy copies of small rows
+    assert data["large_to_small"]["fraction_at_or_above_threshold"] == pytest.approx(24 / 29)
+    assert (tmp_path / "o" / "compare_histogram.png").stat().st_size > 1000
+
+
+def test_classify_matches_library(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sae_lens_stitch import classify_features, load_sae
+
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys, "classify", p["small"], p["large"], "--out", str(tmp_path), "--threshold", "0.8"
+    )
+    assert code == 0 and "novel" in out
+    data = json.loads((tmp_path / "classification.json").read_text())
+    ref = classify_features(load_sae(p["small"]), load_sae(p["large"]), threshold=0.8)
+    assert data["novel_indices"] == ref.novel_indices.tolist()
+    assert data["summary"]["threshold"] == 0.8
+    # with activations, never-firing latents become dead
+    code, _, _ = call(
+        capsys,
+        "classify",
+        p["small"],
+        p["large"],
+        "--out",
+        str(tmp_path / "d"),
+        "--activations",
+        p["acts_pt"],
+    )
+    assert code == 0
+    assert "n_dead" in json.loads((tmp_path / "d" / "classification.json").read_text())["summary"]
+
+
+def test_families(saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys, "families", p["small"], p["large"], "--out", str(tmp_path), "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["n_families"] == 12 and data["kinds"] == {"1->2": 12}
+
+
+def test_stitch_saves_loadable_sae(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    dest = tmp_path / "st"
+    code, out, _ = call(
+        capsys,
+        "stitch",
+        p["small"],
+        p["large"],
+        "--indices",
+        "0,3,25-27",
+        "--out",
+        str(dest),
+        "--json",
+    )
+    assert code == 0
+    assert json.loads(out)["n_inserted"] == 5
+    sae = SAE.load_from_disk(dest)
+    assert sae.cfg.d_sae == 17
+    assert [o.index for o in get_provenance(sae).latents[12:]] == [0, 3, 25, 26, 27]
+    # default: the novel latents; existing output refused without --overwrite
+    code, _, err = call(capsys, "stitch", p["small"], p["large"], "--out", str(dest))
+    assert code == 1 and "--overwrite" in err
+    code, _, _ = call(capsys, "stitch", p["small"], p["large"], "--out", str(dest), "--overwrite")
+    assert code == 0 and SAE.load_from_disk(dest).cfg.d_sae == 12 + 5
+    # indices from a file
+    (tmp_path / "idx.json").write_text("[1, 2]")
+    code, _, _ = call(
+        capsys,
+        "stitch",
+        p["small"],
+        p["large"],
+        "--indices",
+        f"@{tmp_path / 'idx.json'}",
+        "--out",
+        str(tmp_path / "f"),
+    )
+    assert code == 0 and SAE.load_from_disk(tmp_path / "f").cfg.d_sae == 14
+
+
+def test_swap(saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys, "swap", p["small"], p["large"], "--out", str(tmp_path / "all"), "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["d_sae"] == 24  # every small latent replaced by its two children
+    code, _, _ = call(
+        capsys, "swap", p["small"], p["large"], "--families", "0,1", "--out", str(tmp_path / "two")
+    )
+    assert code == 0 and SAE.load_from_disk(tmp_path / "two").cfg.d_sae == 12 - 2 + 4
+
+
+def test_frankenstein(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys,
+        "frankenstein",
+        p["bigger"],
+        p["small"],
+        p["large"],
+        "--out",
+        str(tmp_path / "fr"),
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["operations"][-1]["details"]["widths"] == [12, 29, 48]
+    assert SAE.load_from_disk(tmp_path / "fr").cfg.d_sae == data["d_sae"] > 12
+
+
+def test_evaluate_file_and_synthetic(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys,
+        "evaluate",
+        p["small"],
+        p["large"],
+        "--activations",
+        p["acts_st"],
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert [r["metrics"]["d_sae"] for r in data["results"]] == [12, 29]
+    assert data["results"][0]["metrics"]["n_tokens"] == 512
+    assert data["results"][0]["metrics"]["fvu"]["better"] == "lower"
+    from sae_lens_stitch.demo.data import FAMILY_DIR
+
+    demo_sae = str(FAMILY_DIR / "width_16")
+    code, out, _ = call(
+        capsys,
+        "evaluate",
+        demo_sae,
+        "--synthetic",
+        "--n-tokens",
+        "2048",
+        "--out",
+        str(tmp_path / "syn"),
+        "--json",
+    )
+    assert code == 0
+    m = json.loads(out)["results"][0]["metrics"]
+    assert m["n_tokens"] == 2048 and 0 < m["fvu"]["value"] < 1
+    # the synthetic generator does not fit other SAEs; evaluate needs activations
+    code, _, err = call(capsys, "evaluate", p["small"], "--synthetic", "--out", str(tmp_path / "x"))
+    assert code == 1 and "d_in" in err
+    code, _, err = call(capsys, "evaluate", p["small"], "--out", str(tmp_path / "x"))
+    assert code == 1 and "activations" in err
+    code, _, err = call(
+        capsys,
+        "evaluate",
+        p["small"],
+        "--activations",
+        str(tmp_path / "nope.pt"),
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert code == 1 and "nope.pt" in err
+
+
+def test_push_to_stand_in_hub(
+    saes: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hub_server import HubServer
+    from huggingface_hub import constants
+
+    p = saes["paths"]
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    token = "hf_test_token_cli"
+    with HubServer(token=token, max_lifetime_s=120) as hub:
+        monkeypatch.setenv("HF_TOKEN", token)
+        code, out, err = call(
+            capsys, "stitch", p["small"], p["large"], "--out", str(tmp_path / "st")
+        )
+        assert code == 0, err
+        code, out, err = call(
+            capsys, "push", str(tmp_path / "st"), "me/stitched", "--endpoint", hub.url, "--json"
+        )
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["repo_id"] == "me/stitched"
+        assert any(f.endswith("cfg.json") for f in hub.files("me/stitched"))
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+        code, _, err = call(
+            capsys,
+            "push",
+            str(tmp_path / "st"),
+            "me/stitched",
+            "--endpoint",
+            hub.url,
+            "--overwrite",
+        )
+        assert code == 1 and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_bad_input_messages(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    cases = [
+        (
+            ("classify", "./no/such/folder", p["large"], "--out", str(tmp_path / "a")),
+            "no/such/folder",
+        ),
+        (("classify", p["small"], p["other"], "--out", str(tmp_path / "b")), "incompatible"),
+        (
+            ("stitch", p["small"], p["large"], "--indices", "3,99", "--out", str(tmp_path / "c")),
+            "99",
+        ),
+        (
+            ("stitch", p["small"], p["large"], "--indices", "3,x", "--out", str(tmp_path / "c")),
+            "'x'",
+        ),
+        (
+            ("swap", p["small"], p["large"], "--families", "40", "--out", str(tmp_path / "d")),
+            "out of range",
+        ),
+        (
+            ("classify", p["small"], p["large"], "--out", str(tmp_path / "missing" / "deeper")),
+            "parent folder",
+        ),
+        (
+            ("stitch", p["small"], p["large"], "--out", str(tmp_path / "missing" / "deeper")),
+            "parent folder",
+        ),
+        (("classify", p["small"], p["large"], "--threshold", "3"), "threshold"),
+        (("frankenstein", p["small"], "--out", str(tmp_path / "e")), "at least two"),
+    ]
+    for argv, needle in cases:
+        code, _, err = call(capsys, *argv)
+        assert code == 1, argv
+        assert err.startswith("sae-stitch: error:") and err.count("\n") == 1, err
+        assert needle in err, (argv, err)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_parse_indices() -> None:
+    assert parse_indices("3,5,10-12") == [3, 5, 10, 11, 12]
+    assert parse_indices(" 1 , 2 ") == [1, 2]
+    for bad in ("", "a", "5-2", "1.5"):
+        with pytest.raises(CLIError):
+            parse_indices(bad)
