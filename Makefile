@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p runs
 	$(BIN)/sae-stitch demo --out runs/demo
 
 test: $(STAMP)
