@@ -193,3 +193,14 @@ def test_dead_latents_classified_and_not_stitched() -> None:
     c2 = classify_features(small, large)
     assert c2.summary.n_dead == 2
     assert classify_features(small, large, use_stored_sparsity=False).summary.n_dead == 0
+
+
+def test_package_level_evaluate_is_callable_even_after_submodule_import() -> None:
+    import sae_lens_stitch
+    import sae_lens_stitch.curves  # noqa: F401  (imports the evaluate submodule)
+    from sae_lens_stitch import evaluate as ev
+
+    sae = make_sae("standard", 8, 16)
+    x = acts(20)
+    assert ev(sae, x) == evaluate(sae, x)
+    assert sae_lens_stitch.evaluate(sae, x).n_tokens == 20
