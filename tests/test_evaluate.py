@@ -197,7 +197,7 @@ def test_dead_latents_classified_and_not_stitched() -> None:
 
 def test_package_level_evaluate_is_callable_even_after_submodule_import() -> None:
     import sae_lens_stitch
-    import sae_lens_stitch.curves  # noqa: F401  (imports the evaluate submodule)
+    import sae_lens_stitch.curves  # imports the evaluate submodule
     from sae_lens_stitch import evaluate as ev
 
     sae = make_sae("standard", 8, 16)
