@@ -80,8 +80,15 @@ def check_indices(indices: IndexLike, size: int, *, what: str = "indices") -> to
 def check_finite(sae: SAE[Any], *, name: str = "SAE") -> None:
     """Raise :class:`InvalidWeightsError` naming the parameter if any weight is NaN or inf."""
     for pname, tensor in sae.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            n_bad = int((~torch.isfinite(tensor)).sum())
+        # fast path: a finite sum means every entry is finite (NaN/inf propagate), in one pass
+        # with no temporary; only a non-finite sum (or an overflow) needs the count, in chunks
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+            continue
+        flat = tensor.detach().reshape(-1)
+        n_bad = sum(
+            int((~torch.isfinite(flat[i : i + 2**22])).sum()) for i in range(0, flat.numel(), 2**22)
+        )
+        if n_bad:
             raise InvalidWeightsError(f"{name}: parameter {pname} has {n_bad} NaN/inf entries")
 
 

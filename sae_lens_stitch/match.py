@@ -53,6 +53,11 @@ def directions(sae: SAE[Any], weights: WeightsKind = "decoder") -> torch.Tensor:
 
 def _normalised(rows_RD: torch.Tensor, *, name: str, offset: int = 0) -> torch.Tensor:
     rows_RD = rows_RD.float()
+    # fast path: one pass for the norms, then the checks on the [R] norms only (a row has a
+    # NaN/inf entry or is all zero only if its norm is non-finite or zero)
+    norm_R1 = rows_RD.norm(dim=-1, keepdim=True)
+    if bool(torch.isfinite(norm_R1).all()) and bool((norm_R1 > 0).all()):
+        return rows_RD / norm_R1
     nonfinite_R, zero_R = bad_rows(rows_RD)
     if nonfinite_R.numel():
         rows = (nonfinite_R + offset)[:10].tolist()
@@ -66,7 +71,9 @@ def _normalised(rows_RD: torch.Tensor, *, name: str, offset: int = 0) -> torch.T
             f"{name}: zero-norm rows (no direction): {rows}"
             + (" ..." if zero_R.numel() > 10 else "")
         )
-    return rows_RD / rows_RD.norm(dim=-1, keepdim=True)
+    # finite, non-zero rows whose norm overflowed or underflowed: rescale first
+    scaled_RD = rows_RD / rows_RD.abs().amax(dim=-1, keepdim=True)
+    return scaled_RD / scaled_RD.norm(dim=-1, keepdim=True)
 
 
 def _block_sizes(n_source: int, n_target: int, chunk_size: int | None) -> tuple[int, int]:
@@ -89,7 +96,10 @@ def similarity_blocks(
     show_progress: bool | None = None,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(source_start, target_start, sims_BC)`` cosine blocks covering the whole
-    [n_source, n_target] matrix, row block by row block."""
+    [n_source, n_target] matrix, row block by row block.
+
+    ``sims_BC`` is a view of one buffer that is reused for every block (a fresh block each
+    time costs page faults on the CPU): use it, or copy it, before asking for the next one."""
     dev = torch.device(device) if device is not None else source_SD.device
     n_s, n_t = source_SD.shape[0], target_TD.shape[0]
     if source_SD.shape[1] != target_TD.shape[1]:
@@ -103,11 +113,17 @@ def similarity_blocks(
         target_TD_n[t0 : t0 + bt] = _normalised(
             target_TD[t0 : t0 + bt].to(dev), name=names[1], offset=t0
         )
+    buffer = torch.empty(min(bs, n_s) * min(bt, n_t), dtype=torch.float32, device=dev)
     starts = range(0, n_s, bs)
     for s0 in track(starts, total=len(starts), description="matching latents", show=show_progress):
         src_BD = _normalised(source_SD[s0 : s0 + bs].to(dev), name=names[0], offset=s0)
         for t0 in range(0, n_t, bt):
-            yield s0, t0, src_BD @ target_TD_n[t0 : t0 + bt].T
+            tgt_CD = target_TD_n[t0 : t0 + bt]
+            sims_BC = buffer[: src_BD.shape[0] * tgt_CD.shape[0]].view(
+                src_BD.shape[0], tgt_CD.shape[0]
+            )
+            torch.mm(src_BD, tgt_CD.T, out=sims_BC)
+            yield s0, t0, sims_BC
 
 
 def match_features(

@@ -27,6 +27,9 @@ from sae_lens_stitch.sparsity import concat_log_sparsity, set_log_sparsity
 _DROPPED_METADATA = ("neuronpedia_id",)
 """Metadata that names the base SAE itself and is wrong for a new one."""
 
+_COPY_CHUNK = 4096
+"""Latents copied per step when assembling (bounds the temporaries of index_select)."""
+
 
 def _decoder_bias_seen_by_encoder(sae: SAE[Any]) -> torch.Tensor:
     return sae.b_dec.detach() * float(sae.cfg.apply_b_dec_to_input)
@@ -47,23 +50,38 @@ def assemble(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE
     dev, dtype = base.W_dec.device, base.W_dec.dtype
     a_b_dec_D = _decoder_bias_seen_by_encoder(base)
 
-    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in rule.per_latent}
+    d_sae = sum(int(p.indices_P.numel()) for p in parts)
+    # Shared tensors are cloned from base; each per-latent tensor is allocated once at its final
+    # size and filled part by part in chunks of latents, so the temporaries stay small (no
+    # per-part pieces plus a torch.cat copy of them: peak memory ~ the output's size).
+    state = {
+        name: tensor.detach().clone()
+        for name, tensor in base.state_dict().items()
+        if name not in rule.per_latent
+    }
+    for name, dim in rule.per_latent.items():
+        shape = list(getattr(parts[0].sae, name).shape)
+        shape[dim] = d_sae
+        state[name] = torch.empty(shape, dtype=dtype, device=dev)
+    offset = 0
     for part in parts:
         idx_P = part.indices_P.to(part.sae.W_dec.device)
+        n_p = int(idx_P.numel())
         for name, dim in rule.per_latent.items():
-            pieces[name].append(
-                getattr(part.sae, name).detach().index_select(dim, idx_P).to(dev, dtype)
-            )
+            source = getattr(part.sae, name).detach()
+            for c0 in range(0, n_p, _COPY_CHUNK):
+                idx_C = idx_P[c0 : c0 + _COPY_CHUNK]
+                state[name].narrow(dim, offset + c0, int(idx_C.numel())).copy_(
+                    source.index_select(dim, idx_C)
+                )
         if rule.bias_shift is not None and part.sae is not base:
             delta_D = a_b_dec_D.to(part.sae.W_dec.device) - _decoder_bias_seen_by_encoder(part.sae)
             if bool((delta_D != 0).any()):
                 for bias, shift_P in rule.bias_shift(part.sae, idx_P, delta_D).items():
-                    pieces[bias][-1] = pieces[bias][-1] + shift_P.to(dev, dtype)
-
-    state = {name: tensor.detach().clone() for name, tensor in base.state_dict().items()}
-    for name, dim in rule.per_latent.items():
-        state[name] = torch.cat(pieces[name], dim=dim).contiguous()
-    d_sae = sum(int(p.indices_P.numel()) for p in parts)
+                    state[bias].narrow(rule.per_latent[bias], offset, n_p).add_(
+                        shift_P.to(dev, dtype)
+                    )
+        offset += n_p
 
     architecture, overrides = rule.config_builder(base, parts)
     cfg_dict = copy.deepcopy(base.cfg.to_dict())
