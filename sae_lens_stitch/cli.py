@@ -548,7 +548,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         prepare_out(args.out, create=False)
     from sae_lens_stitch.demo.pipeline import run_demo
 
-    result = run_demo(args.out, retrain=args.retrain, push=args.push, quick=args.quick)
+    result = run_demo(
+        args.out, retrain=args.retrain, push=args.push, quick=args.quick, endpoint=args.endpoint
+    )
     payload = result.model_dump(mode="json")
     emit(args, payload, result.lines())
     return 0
@@ -722,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action="store_true", help="train the family again first (minutes)")
     p.add_argument("--push", metavar="REPO", help="publish the Frankenstein SAE to this Hub repo")
     p.add_argument("--quick", action="store_true", help="reduced setting (fewer tokens; for tests)")
+    p.add_argument("--endpoint", help="Hub endpoint URL for --push (default: HF_ENDPOINT)")
     p.add_argument("--json", action="store_true", help="also print the result as JSON on stdout")
     return parser
 

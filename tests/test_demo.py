@@ -170,3 +170,33 @@ def test_demo_missing_out_parent_fails_fast(tmp_path: Path) -> None:
 
     assert main(["demo", "--out", str(tmp_path / "a" / "b")]) == 1
     assert not (tmp_path / "a").exists()
+
+
+def test_demo_push_to_stand_in_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_server import HubServer
+    from huggingface_hub import constants
+
+    from sae_lens_stitch.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    token = "hf_test_token_demo"
+    with HubServer(token=token, max_lifetime_s=300) as hub:
+        monkeypatch.setenv("HF_TOKEN", token)
+        code = main(
+            [
+                "demo",
+                "--quick",
+                "--out",
+                str(tmp_path / "d"),
+                "--push",
+                "me/demo",
+                "--endpoint",
+                hub.url,
+            ]
+        )
+        assert code == 0
+        data = json.loads((tmp_path / "d" / "demo.json").read_text())
+        assert data["pushed"]["repo_id"] == "me/demo"
+        files = hub.files("me/demo")
+        assert "README.md" in files and any(f.endswith("sae_weights.safetensors") for f in files)

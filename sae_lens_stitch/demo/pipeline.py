@@ -320,6 +320,7 @@ def run_demo(
     threshold: float = DEFAULT_THRESHOLD,
     family: str | Path | None = None,
     recipe: TrainingRecipe | None = None,
+    endpoint: str | None = None,
     show_progress: bool | None = None,
 ) -> DemoResult:
     """Run the whole method on the demo family and write the report into ``out_dir``
@@ -327,7 +328,8 @@ def run_demo(
     publish-ready ``frankenstein_sae/`` (SAE-Lens layout). ``retrain`` first trains the family
     again into ``out_dir/family`` (minutes) and uses it; ``family`` names another family folder;
     ``push`` publishes the Frankenstein SAE to that Hub repo; ``quick`` uses fewer tokens;
-    ``recipe`` overrides the training recipe used with ``retrain``."""
+    ``recipe`` overrides the training recipe used with ``retrain``; ``endpoint`` the Hub
+    endpoint used with ``push``."""
     start = time.perf_counter()
     out = Path(out_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -424,7 +426,9 @@ def run_demo(
     if push:
         from sae_lens_stitch.publish import push_to_hub
 
-        pushed = push_to_hub(frank, push, metrics=m_fr, overwrite=True).model_dump(mode="json")
+        pushed = push_to_hub(
+            frank, push, metrics=m_fr, overwrite=True, endpoint=endpoint
+        ).model_dump(mode="json")
     result = DemoResult(
         out_dir=str(out),
         family_dir=str(family_dir(family)),
