@@ -51,9 +51,12 @@ from sae_lens_stitch.evaluate import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     VarianceAccumulator,
+    encode_and_reconstruct,
     evaluate,
     iter_batches,
+    iter_pairs,
     materialize,
+    output_dim,
 )
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.progress import track
@@ -178,24 +181,32 @@ def sparse_activations(
 class _Residual:
     """The residual of every token under the current SAE, updated one latent at a time."""
 
-    def __init__(self, base: SAE[Any], x_ND: torch.Tensor, *, batch_size: int, show_progress):
-        self.acc = VarianceAccumulator(base.cfg.d_in)
+    def __init__(
+        self,
+        base: SAE[Any],
+        x_ND: torch.Tensor,
+        y_ND: torch.Tensor | None,
+        *,
+        batch_size: int,
+        show_progress: bool | None,
+    ):
+        self.acc = VarianceAccumulator(output_dim(base))
         parts = []
         active = 0
+        dev = base.W_dec.device
         with torch.no_grad():
-            for x in iter_batches(
+            for x, y in iter_pairs(
+                base,
                 x_ND,
-                base.cfg.d_in,
+                y_ND,
                 batch_size=batch_size,
                 show_progress=show_progress,
                 description="base residual",
             ):
-                xd = x.to(base.W_dec.device)
-                f = base.encode(xd)
+                f, x_hat = encode_and_reconstruct(base, x.to(dev))
                 active += int((f != 0).sum())
-                x_hat = base.decode(f)
-                self.acc.add(xd, x_hat)
-                parts.append((xd - x_hat).float().cpu())
+                self.acc.add(y.to(dev), x_hat)
+                parts.append((y.to(dev) - x_hat).float().cpu())
         if self.acc.n == 0:
             raise ValueError("activations are empty: no tokens to evaluate")
         self.R_ND = torch.cat(parts)
@@ -252,12 +263,21 @@ class _Residual:
         )
 
 
-def _prepare(base: SAE[Any], donor: SAE[Any], activations: ActivationsLike) -> torch.Tensor:
+def _prepare(
+    base: SAE[Any],
+    donor: SAE[Any],
+    activations: ActivationsLike,
+    targets: ActivationsLike | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     check_compatible(base, donor)
     check_same_family(base, donor)
     check_linear_decode(base, name="base")
     check_linear_decode(donor, name="donor")
-    return materialize(activations, base.cfg.d_in)
+    x_ND = materialize(activations, base.cfg.d_in)
+    y_ND = None if targets is None else materialize(targets, output_dim(base))
+    if y_ND is not None and y_ND.shape[0] != x_ND.shape[0]:
+        raise ValueError(f"{x_ND.shape[0]} activations but {y_ND.shape[0]} targets")
+    return x_ND, y_ND
 
 
 def _order(
@@ -289,6 +309,7 @@ def insertion_curve(
     inserted_activations: InsertedActivations = "alone",
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    targets: ActivationsLike | None = None,
 ) -> Curve:
     """Insert donor latents into ``base`` one at a time and record MSE, FVU and L0 after each.
 
@@ -297,7 +318,7 @@ def insertion_curve(
     ``order``: ``"effect"`` (default) ranks them by their closed-form insert effect alone into
     the base, most helpful (most negative ΔMSE) first; ``"index"`` keeps index order; or a
     permutation of positions in the chosen list. Step 0 is the base SAE."""
-    x_ND = _prepare(base, donor, activations)
+    x_ND, y_ND = _prepare(base, donor, activations, targets)
     if indices is None:
         if category is None:
             raise ValueError("give indices or a category")
@@ -317,7 +338,7 @@ def insertion_curve(
         batch_size=batch_size,
         show_progress=show_progress,
     )
-    state = _Residual(base, x_ND, batch_size=batch_size, show_progress=show_progress)
+    state = _Residual(base, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress)
     perm, order_desc = _order(
         order, idx_P.numel(), state.effects(lat) if order == "effect" else None
     )
@@ -361,6 +382,7 @@ def swap_curve(
     inserted_activations: InsertedActivations = "alone",
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    targets: ActivationsLike | None = None,
 ) -> Curve:
     """Swap families (default: every family at ``threshold``) from ``small`` towards ``large``
     one at a time: each step removes the family's small members and inserts its large members,
@@ -369,7 +391,7 @@ def swap_curve(
     ``small`` (most helpful first), or a permutation of family positions. With
     ``include_novel``, the large SAE's novel latents (dead ones left out) are then inserted one
     at a time in index order. Records whether MSE falls monotonically."""
-    x_ND = _prepare(small, large, activations)
+    x_ND, y_ND = _prepare(small, large, activations, targets)
     fams = (
         list(families)
         if families is not None
@@ -395,7 +417,7 @@ def swap_curve(
         batch_size=batch_size,
         show_progress=show_progress,
     )
-    state = _Residual(small, x_ND, batch_size=batch_size, show_progress=show_progress)
+    state = _Residual(small, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress)
     # positions of each family's members in small_idx / large_idx
     s_pos, l_pos, s0, l0 = [], [], 0, 0
     for f in fams:
@@ -486,6 +508,7 @@ def frankenstein_plane(
     exclude_dead: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    targets: ActivationsLike | None = None,
 ) -> FrankensteinPlane:
     """Evaluate every trained SAE of a width family (``saes``, smallest first) and the
     Frankenstein SAE after each width: start from the smallest and insert the next width's
@@ -500,10 +523,11 @@ def frankenstein_plane(
     if widths != sorted(widths):
         raise ValueError(f"SAEs must be smallest first; got widths {widths}")
     x_ND = materialize(activations, saes[0].cfg.d_in)
+    y_ND = None if targets is None else materialize(targets, output_dim(saes[0]))
     points: list[PlanePoint] = []
 
     def add(sae: SAE[Any], kind: Literal["trained", "frankenstein"], name: str) -> None:
-        m = evaluate(sae, x_ND, batch_size=batch_size, show_progress=show_progress)
+        m = evaluate(sae, x_ND, batch_size=batch_size, show_progress=show_progress, targets=y_ND)
         points.append(
             PlanePoint(
                 name=name,

@@ -48,7 +48,9 @@ from sae_lens_stitch.evaluate import (
     ActivationsLike,
     Metric,
     VarianceAccumulator,
-    iter_batches,
+    encode_and_reconstruct,
+    iter_pairs,
+    output_dim,
 )
 from sae_lens_stitch.match import match_features
 from sae_lens_stitch.registry import check_same_family, get_rule
@@ -251,6 +253,7 @@ def insert_effects(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_cosine: torch.Tensor | None = None,
     show_progress: bool | None = None,
+    targets: ActivationsLike | None = None,
 ) -> InsertEffects:
     """For every donor latent in ``indices`` (default: all), the change in MSE and FVU when
     that latent alone is inserted into ``base``, from one pass over ``activations`` (a tensor
@@ -258,7 +261,8 @@ def insert_effects(
     measures the agreement of the cosine proxy at ``threshold`` with those labels.
 
     ``max_cosine`` ([donor.d_sae], large -> small) may be passed to skip the matching (e.g.
-    ``classification.max_cosine``)."""
+    ``classification.max_cosine``). For transcoders, ``targets`` are the output hook's
+    activations; the residual is ``target - base(x)``."""
     check_compatible(base, donor)
     check_same_family(base, donor)
     check_linear_decode(base, name="base")
@@ -272,22 +276,23 @@ def insert_effects(
     rows_PD = decoder_directions(donor, idx_P).float()
     sq_norm_P = rows_PD.double().pow(2).sum(dim=-1).cpu()
     idx_dev = idx_P.to(dev)
-    acc = VarianceAccumulator(base.cfg.d_in)
+    acc = VarianceAccumulator(output_dim(base))
     sum_a2_P = torch.zeros(idx_P.numel(), dtype=torch.float64)
     cross_P = torch.zeros(idx_P.numel(), dtype=torch.float64)
     fires_P = torch.zeros(idx_P.numel(), dtype=torch.long)
     with inserted_encoder(donor, "alone") as encode:
-        for x_ND in iter_batches(
+        for x_ND, y_ND in iter_pairs(
+            base,
             activations,
-            base.cfg.d_in,
+            targets,
             batch_size=batch_size,
             show_progress=show_progress,
             description="insert effects",
         ):
-            x_ND = x_ND.to(base.W_dec.device)
-            x_hat_ND = base.decode(base.encode(x_ND))
-            acc.add(x_ND, x_hat_ND)
-            resid_ND = (x_ND - x_hat_ND).to(dev).float()
+            x_ND, y_ND = x_ND.to(base.W_dec.device), y_ND.to(base.W_dec.device)
+            _, x_hat_ND = encode_and_reconstruct(base, x_ND)
+            acc.add(y_ND, x_hat_ND)
+            resid_ND = (y_ND - x_hat_ND).to(dev).float()
             a_NP = encode(x_ND.to(dev)).index_select(-1, idx_dev).float()
             proj_NP = resid_ND @ rows_PD.T
             cross_P += (a_NP * proj_NP).sum(dim=0).double().cpu()

@@ -150,6 +150,69 @@ def materialize(activations: ActivationsLike, d_in: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def is_transcoder(sae: SAE[Any]) -> bool:
+    """Whether ``sae`` maps one hook's activations to another's (an SAE-Lens Transcoder)."""
+    from sae_lens.saes.transcoder import Transcoder
+
+    return isinstance(sae, Transcoder)
+
+
+def output_dim(sae: SAE[Any]) -> int:
+    """Size of the SAE's output: d_out for transcoders, else d_in."""
+    return int(getattr(sae.cfg, "d_out", sae.cfg.d_in)) if is_transcoder(sae) else sae.cfg.d_in
+
+
+def encode_and_reconstruct(sae: SAE[Any], x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent activations, output) through the SAE's own methods: ``decode(encode(x))``, or
+    for transcoders ``forward`` (which adds a skip transcoder's ``x @ W_skip.T``)."""
+    acts_NL = sae.encode(x_ND)
+    if is_transcoder(sae):
+        return acts_NL, sae(x_ND)
+    return acts_NL, sae.decode(acts_NL)
+
+
+def iter_pairs(
+    sae: SAE[Any],
+    activations: ActivationsLike,
+    targets: ActivationsLike | None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+    description: str = "evaluating",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, target) batches: the target is the input itself for SAEs; transcoders need
+    ``targets`` (the output hook's activations, batched like ``activations``)."""
+    if targets is None:
+        if is_transcoder(sae):
+            raise ValueError(
+                "a transcoder reconstructs another hook's activations: pass targets= "
+                "(the activations at its output hook, aligned with the inputs)"
+            )
+        for x in iter_batches(
+            activations,
+            sae.cfg.d_in,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            description=description,
+        ):
+            yield x, x
+        return
+    xs = iter_batches(
+        activations,
+        sae.cfg.d_in,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        description=description,
+    )
+    ys = iter_batches(targets, output_dim(sae), batch_size=batch_size, show_progress=False)
+    for x, y in zip(xs, ys, strict=True):
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"activations and targets batches differ: {x.shape[0]} vs {y.shape[0]} tokens"
+            )
+        yield x, y
+
+
 class VarianceAccumulator:
     """Streaming sums for MSE and FVU (float64 on the CPU; see the module docstring)."""
 
@@ -160,6 +223,7 @@ class VarianceAccumulator:
         self.n = 0
 
     def add(self, x_ND: torch.Tensor, x_hat_ND: torch.Tensor | None = None) -> None:
+        """Add a batch of targets ``x_ND`` and (optionally) their reconstructions."""
         x64 = x_ND.detach().to("cpu", torch.float64)
         self.sum_x_D += x64.sum(dim=0)
         self.sum_sq += float(x64.pow(2).sum())
@@ -197,15 +261,25 @@ def _run(
     batch_size: int,
     show_progress: bool | None,
     reconstruct: bool,
+    targets: ActivationsLike | None = None,
 ) -> tuple[VarianceAccumulator, torch.Tensor]:
-    d_in = sae.cfg.d_in
-    acc = VarianceAccumulator(d_in)
-    counts_L = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=sae.W_dec.device)
-    for x_ND in iter_batches(activations, d_in, batch_size=batch_size, show_progress=show_progress):
-        x_ND = x_ND.to(sae.W_dec.device)
-        acts_NL = sae.encode(x_ND)
-        counts_L += _count_active(acts_NL)
-        acc.add(x_ND, sae.decode(acts_NL) if reconstruct else None)
+    dev = sae.W_dec.device
+    acc = VarianceAccumulator(output_dim(sae) if reconstruct else sae.cfg.d_in)
+    counts_L = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=dev)
+    if reconstruct:
+        for x_ND, y_ND in iter_pairs(
+            sae, activations, targets, batch_size=batch_size, show_progress=show_progress
+        ):
+            acts_NL, out_ND = encode_and_reconstruct(sae, x_ND.to(dev))
+            counts_L += _count_active(acts_NL)
+            acc.add(y_ND.to(dev), out_ND)
+    else:
+        for x_ND in iter_batches(
+            activations, sae.cfg.d_in, batch_size=batch_size, show_progress=show_progress
+        ):
+            x_ND = x_ND.to(dev)
+            counts_L += _count_active(sae.encode(x_ND))
+            acc.add(x_ND)
     if acc.n == 0:
         raise ValueError("activations are empty: no tokens to evaluate")
     return acc, counts_L.cpu()
@@ -218,12 +292,19 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
     show_progress: bool | None = None,
+    targets: ActivationsLike | None = None,
 ) -> Metrics:
     """MSE, FVU, explained variance, L0, dead and dense latents of ``sae`` on ``activations``
     (a tensor [..., d_in] or an iterable of batches), streamed ``batch_size`` tokens at a time.
-    Memory: one batch plus O(d_in + d_sae)."""
+    Memory: one batch plus O(d_in + d_sae). For transcoders, ``targets`` are the output
+    hook's activations (aligned with ``activations``); MSE and FVU are measured against them."""
     acc, counts_L = _run(
-        sae, activations, batch_size=batch_size, show_progress=show_progress, reconstruct=True
+        sae,
+        activations,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        reconstruct=True,
+        targets=targets,
     )
     fvu = acc.fvu()
     return Metrics(
@@ -344,6 +425,7 @@ class _CallableModule(types.ModuleType):
         batch_size: int = DEFAULT_BATCH_SIZE,
         dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
         show_progress: bool | None = None,
+        targets: ActivationsLike | None = None,
     ) -> Metrics:
         return evaluate(
             sae,
@@ -351,6 +433,7 @@ class _CallableModule(types.ModuleType):
             batch_size=batch_size,
             dense_threshold=dense_threshold,
             show_progress=show_progress,
+            targets=targets,
         )
 
 

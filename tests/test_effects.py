@@ -105,3 +105,58 @@ def test_topk_donor_activation_fn_restored() -> None:
     before = large.activation_fn
     insert_effects(small, large, data_for(large, n=50))
     assert large.activation_fn is before
+
+
+def build_transcoder(arch: str, d_sae: int, seed: int):
+    from sae_lens.saes import (
+        JumpReLUTranscoder,
+        JumpReLUTranscoderConfig,
+        SkipTranscoder,
+        SkipTranscoderConfig,
+        Transcoder,
+        TranscoderConfig,
+    )
+
+    cls, cfg_cls = {
+        "transcoder": (Transcoder, TranscoderConfig),
+        "skip_transcoder": (SkipTranscoder, SkipTranscoderConfig),
+        "jumprelu_transcoder": (JumpReLUTranscoder, JumpReLUTranscoderConfig),
+    }[arch]
+    sae = cls(cfg_cls(d_in=12, d_sae=d_sae, d_out=10, apply_b_dec_to_input=False))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        if hasattr(sae, "threshold"):
+            sae.threshold.abs_()
+    return sae
+
+
+@pytest.mark.parametrize("arch", ["transcoder", "skip_transcoder", "jumprelu_transcoder"])
+def test_transcoders_with_targets(arch: str) -> None:
+    from sae_lens_stitch.curves import insertion_curve
+
+    base, donor = build_transcoder(arch, 16, 1), build_transcoder(arch, 24, 2)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(200, 12, generator=gen)
+    y = torch.randn(200, 10, generator=gen)
+    with pytest.raises(ValueError, match="targets"):
+        evaluate(base, x)
+    m = evaluate(base, x, targets=y, batch_size=64)
+    with torch.no_grad():
+        out = base(x)  # includes the skip connection for skip transcoders
+    sse = float((y.double() - out.double()).pow(2).sum())
+    assert m.mse.value == pytest.approx(sse / 200, rel=1e-5)
+    assert m.fvu.value == pytest.approx(
+        sse / float((y - y.mean(0)).double().pow(2).sum()), rel=1e-5
+    )
+    eff = insert_effects(base, donor, x, targets=y, batch_size=64)
+    for i in (0, 7, 23):
+        brute = evaluate(stitch(base, donor, [i]), x, targets=y)
+        assert float(eff.delta_mse[i]) == pytest.approx(
+            brute.mse.value - m.mse.value, abs=2e-5 * m.mse.value
+        )
+    curve = insertion_curve(base, donor, x, targets=y, indices=[0, 7, 23], order="index")
+    whole = evaluate(stitch(base, donor, [0, 7, 23]), x, targets=y)
+    assert curve.points[-1].mse == pytest.approx(whole.mse.value, rel=1e-5)
+    assert curve.points[-1].l0 == pytest.approx(whole.l0.value)
