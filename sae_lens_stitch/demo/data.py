@@ -49,14 +49,31 @@ class DemoFamily:
         return [int(s.cfg.d_sae) for s in self.saes]
 
 
+DEMO_RELEASE = "sae_lens_stitch.demo"
+"""Release name in the demo SAEs' provenance (not an SAE-Lens release): their sources read
+``sae_lens_stitch.demo:width_16`` etc., with the folder and a content hash."""
+
+
 def load_family(folder: str | Path | None = None, *, device: str = "cpu") -> DemoFamily:
-    """Every SAE of the family via :func:`sae_lens_stitch.load.load_sae` (local folders)."""
+    """Every SAE of the family via :func:`sae_lens_stitch.load.load_sae` (local folders), each
+    with a provenance identity named ``sae_lens_stitch.demo:<folder>``."""
     from sae_lens_stitch.load import load_sae
+    from sae_lens_stitch.provenance import Provenance, SourceSAE, content_hash, set_provenance
 
     path = family_dir(folder)
     manifest = read_manifest(path)
     folders = [path / entry["folder"] for entry in manifest["saes"]]
     saes = [load_sae(str(f.absolute()), device=device) for f in folders]
+    for sae, sae_folder in zip(saes, folders, strict=True):
+        ident = SourceSAE(
+            release=DEMO_RELEASE,
+            sae_id=sae_folder.name,
+            path=str(sae_folder.resolve()),
+            content_hash=content_hash(sae),
+            architecture=sae.cfg.architecture(),
+            d_sae=sae.cfg.d_sae,
+        )
+        set_provenance(sae, Provenance.identity(ident))
     order = sorted(range(len(saes)), key=lambda i: saes[i].cfg.d_sae)
     return DemoFamily(
         saes=[saes[i] for i in order],
