@@ -372,6 +372,10 @@ def test_bad_input_messages(
         ),
         (("classify", p["small"], p["other"], "--out", str(tmp_path / "b")), "incompatible"),
         (
+            ("classify", "no-such-release:x", p["large"], "--out", str(tmp_path / "a")),
+            "no-such-release",
+        ),
+        (
             ("stitch", p["small"], p["large"], "--indices", "3,99", "--out", str(tmp_path / "c")),
             "99",
         ),
