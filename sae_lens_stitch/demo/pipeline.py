@@ -88,6 +88,9 @@ class PairResult(BaseModel):
     swap_monotone: bool | None
     swap_increases: int | None
     swap_steps: int
+    swap_monotone_effect_order: bool | None
+    """The same curve with families ordered by their effect alone (most helpful first)."""
+    swap_increases_effect_order: int | None
     swap_mse_end: float
     mse_large: float
 
@@ -200,6 +203,15 @@ def _pair(
     curve = swap_curve(
         small, large, acts_ND, families=fams, threshold=threshold, include_novel=True
     )
+    by_effect = swap_curve(
+        small,
+        large,
+        acts_ND,
+        families=fams,
+        threshold=threshold,
+        include_novel=True,
+        order="effect",
+    )
     p = eff.summary.proxy
     result = PairResult(
         small=small.cfg.d_sae,
@@ -221,6 +233,8 @@ def _pair(
         swap_monotone=curve.monotone,
         swap_increases=curve.n_increases,
         swap_steps=len(curve.points) - 1,
+        swap_monotone_effect_order=by_effect.monotone,
+        swap_increases_effect_order=by_effect.n_increases,
         swap_mse_end=curve.points[-1].mse,
         mse_large=metrics[large.cfg.d_sae].mse.value,
     )
@@ -287,8 +301,9 @@ def _claims(pairs: list[PairResult], fr: FrankensteinResult) -> list[Claim]:
             claim="swapping families (then inserting novel latents) one at a time lowers the "
             "error monotonically",
             measured=", ".join(
-                f"{p.small}->{p.large}: {'monotone' if p.swap_monotone else f'{p.swap_increases} rises'}"
-                f" in {p.swap_steps} steps"
+                f"{p.small}->{p.large}: {_rises(p.swap_monotone, p.swap_increases)} in "
+                f"{p.swap_steps} steps (families by index; by effect: "
+                f"{_rises(p.swap_monotone_effect_order, p.swap_increases_effect_order)})"
                 for p in pairs
             ),
             agrees=all(m is True for m in monotone),
@@ -305,6 +320,10 @@ def _claims(pairs: list[PairResult], fr: FrankensteinResult) -> list[Claim]:
             agrees=fr.higher_l0_than_trained,
         ),
     ]
+
+
+def _rises(monotone: bool | None, increases: int | None) -> str:
+    return "monotone" if monotone else f"{increases} rises"
 
 
 def _fmt(value: float | None) -> str:
