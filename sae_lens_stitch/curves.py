@@ -379,6 +379,7 @@ def swap_curve(
     order: Literal["index", "effect"] | Sequence[int] = "index",
     threshold: float = DEFAULT_THRESHOLD,
     include_novel: bool = False,
+    novel_first: bool = False,
     inserted_activations: InsertedActivations = "alone",
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
@@ -390,7 +391,9 @@ def swap_curve(
     small latent), ``"effect"`` ranks families by their closed-form ΔMSE swapped alone into
     ``small`` (most helpful first), or a permutation of family positions. With
     ``include_novel``, the large SAE's novel latents (dead ones left out) are then inserted one
-    at a time in index order. Records whether MSE falls monotonically."""
+    at a time in index order; with ``novel_first`` they are inserted before the swaps (family
+    effects for ``order="effect"`` are still measured against ``small``). Records whether MSE
+    falls monotonically."""
     x_ND, y_ND = _prepare(small, large, activations, targets)
     fams = (
         list(families)
@@ -402,7 +405,7 @@ def swap_curve(
     check_indices(small_idx, small.cfg.d_sae, what="family small_indices")
     check_indices(large_idx, large.cfg.d_sae, what="family large_indices")
     novel_idx = torch.zeros(0, dtype=torch.long)
-    if include_novel:
+    if include_novel or novel_first:
         novel_idx = classify_features(
             small, large, threshold=threshold, activations=x_ND, batch_size=batch_size
         ).novel_indices
@@ -449,25 +452,35 @@ def swap_curve(
         order_desc = "effect (closed-form ΔMSE of swapping the family alone, ascending)"
 
     points = [state.point(0, "small")]
-    step = 0
+
+    def insert_novel() -> None:
+        for j in range(novel_idx.numel()):
+            state.apply(inserted, large_idx.numel() + j, +1)
+            points.append(state.point(len(points), f"+L{int(novel_idx[j])} (novel)"))
+
+    if novel_first:
+        insert_novel()
     for k in track(perm, total=len(perm), description="swap curve", show=show_progress):
         for p in s_pos[k]:
             state.apply(removed, p, -1)
         for p in l_pos[k]:
             state.apply(inserted, p, +1)
-        step += 1
         f = fams[k]
-        points.append(state.point(step, f"swap {k}: -S{f.small_indices} +L{f.large_indices}"))
-    for j in range(novel_idx.numel()):
-        state.apply(inserted, large_idx.numel() + j, +1)
-        step += 1
-        points.append(state.point(step, f"+L{int(novel_idx[j])} (novel)"))
+        points.append(
+            state.point(len(points), f"swap {k}: -S{f.small_indices} +L{f.large_indices}")
+        )
+    if not novel_first:
+        insert_novel()
     mono, n_up = _monotone(points)
     return Curve(
         kind="swap_families",
         base=describe_sae(small),
         donor=describe_sae(large),
-        order=order_desc + (" then novel latents in index order" if include_novel else ""),
+        order=(
+            "novel latents in index order, then families by " + order_desc
+            if novel_first
+            else order_desc + (" then novel latents in index order" if include_novel else "")
+        ),
         exact=get_rule(small).exact,
         n_tokens=state.acc.n,
         points=points,

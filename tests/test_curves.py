@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import related_pair
 
-from sae_lens_stitch import feature_families, stitch, swap
+from sae_lens_stitch import classify_features, feature_families, stitch, swap
 from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
 from sae_lens_stitch.evaluate import evaluate
 
@@ -112,3 +112,17 @@ def test_frankenstein_plane() -> None:
     assert kinds == ["trained"] * 3 + ["frankenstein"] * 2
     assert plane.points[0].fvu == pytest.approx(evaluate(small, x).fvu.value, rel=1e-6)
     assert plane.points[3].d_sae >= small.cfg.d_sae
+
+
+def test_novel_first_swap_curve_matches_recomputation() -> None:
+    small, large = related_pair("standard", n_small=8, n_novel=4, d_in=16)
+    x = data_for(large)
+    fams = feature_families(small, large)
+    novel = classify_features(small, large, activations=x).novel_indices.tolist()
+    curve = swap_curve(small, large, x, novel_first=True)
+    assert len(curve.points) == 1 + len(novel) + len(fams)
+    assert curve.points[len(novel)].label.endswith("(novel)")
+    assert curve.order.startswith("novel latents")
+    close(curve.points[len(novel)], evaluate(stitch(small, large, novel), x))
+    end = swap(stitch(small, large, novel), large, fams)
+    close(curve.points[-1], evaluate(end, x))
