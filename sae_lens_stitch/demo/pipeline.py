@@ -91,6 +91,9 @@ class PairResult(BaseModel):
     swap_monotone_effect_order: bool | None
     """The same curve with families ordered by their effect alone (most helpful first)."""
     swap_increases_effect_order: int | None
+    swap_monotone_novel_first: bool | None
+    """The curve that inserts the novel latents first, then swaps families (index order)."""
+    swap_increases_novel_first: int | None
     swap_mse_end: float
     mse_large: float
 
@@ -212,6 +215,9 @@ def _pair(
         include_novel=True,
         order="effect",
     )
+    novel_first = swap_curve(
+        small, large, acts_ND, families=fams, threshold=threshold, novel_first=True
+    )
     p = eff.summary.proxy
     result = PairResult(
         small=small.cfg.d_sae,
@@ -235,6 +241,8 @@ def _pair(
         swap_steps=len(curve.points) - 1,
         swap_monotone_effect_order=by_effect.monotone,
         swap_increases_effect_order=by_effect.n_increases,
+        swap_monotone_novel_first=novel_first.monotone,
+        swap_increases_novel_first=novel_first.n_increases,
         swap_mse_end=curve.points[-1].mse,
         mse_large=metrics[large.cfg.d_sae].mse.value,
     )
@@ -303,7 +311,8 @@ def _claims(pairs: list[PairResult], fr: FrankensteinResult) -> list[Claim]:
             measured=", ".join(
                 f"{p.small}->{p.large}: {_rises(p.swap_monotone, p.swap_increases)} in "
                 f"{p.swap_steps} steps (families by index; by effect: "
-                f"{_rises(p.swap_monotone_effect_order, p.swap_increases_effect_order)})"
+                f"{_rises(p.swap_monotone_effect_order, p.swap_increases_effect_order)}; novel "
+                f"latents first: {_rises(p.swap_monotone_novel_first, p.swap_increases_novel_first)})"
                 for p in pairs
             ),
             agrees=all(m is True for m in monotone),
