@@ -50,9 +50,7 @@ def check_indices(indices: IndexLike, size: int, *, what: str = "indices") -> to
     else:
         values = list(indices)
         for v in values:
-            is_int = isinstance(v, int) or (
-                hasattr(v, "dtype") and v.dtype.kind in "iu"
-            )
+            is_int = isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu")
             if isinstance(v, bool) or not is_int:
                 raise InvalidIndicesError(
                     f"{what} must be integers; got {v!r} ({type(v).__name__})"
