@@ -8,7 +8,7 @@ form one group with the base's k, so they fire exactly as in the base. Inserted 
 group per source with k = min(source k, number inserted); every token on which the donor fires
 an inserted latent also fires it here with the same value (top-k of a subset contains the
 subset's members of the full top-k), and the group may fire extra latents on tokens where the
-donor's winners were left behind. :func:`sae_lens_stitch.evaluate` can measure that excess.
+donor's winners were left behind. :func:`sae_lens_stitch.evaluate` measures the resulting L0.
 
 The class registers itself with SAE-Lens as architecture ``block_topk``; loading a saved
 ``block_topk`` SAE with plain SAE-Lens needs ``import sae_lens_stitch`` first.

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import check_compatible
-from sae_lens_stitch.evaluate import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
+from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
 from sae_lens_stitch.match import FeatureMatches, WeightsKind, match_features
 from sae_lens_stitch.provenance import SourceSAE, get_provenance
 from sae_lens_stitch.sparsity import get_log_sparsity

@@ -147,7 +147,7 @@ def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
 def _dead_mask(args: argparse.Namespace, large: Any) -> Any:
     if not getattr(args, "activations", None):
         return None
-    from sae_lens_stitch.evaluate import dead_latents
+    from sae_lens_stitch.evaluation import dead_latents
 
     return dead_latents(large, read_activations(args.activations, large.cfg.d_in))
 
@@ -475,7 +475,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     saes = load_all(args, args.saes)
     from sae_lens_stitch.checks import check_compatible
     from sae_lens_stitch.classify import describe_sae
-    from sae_lens_stitch.evaluate import evaluate
+    from sae_lens_stitch.evaluation import evaluate
 
     for other in saes[1:]:
         check_compatible(saes[0], other)

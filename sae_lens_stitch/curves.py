@@ -47,7 +47,7 @@ from sae_lens_stitch.effects import (
     decoder_directions,
     inserted_encoder,
 )
-from sae_lens_stitch.evaluate import (
+from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     VarianceAccumulator,

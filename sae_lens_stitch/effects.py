@@ -9,7 +9,7 @@ With the base SAE's residual ``r_n = x_n - x̂_base(x_n)``, the inserted latent'
     ΔSSE_i = Σ_n ( a_in² |w_i|² - 2 a_in r_n · w_i )
 
 and each batch needs only ``R @ W.T`` (never one evaluation per latent). ``ΔMSE = ΔSSE / N`` and
-``ΔFVU = ΔSSE / Σ_n ||x_n - μ||²`` (definitions as in :mod:`sae_lens_stitch.evaluate`).
+``ΔFVU = ΔSSE / Σ_n ||x_n - μ||²`` (definitions as in :mod:`sae_lens_stitch.evaluation`).
 
 Which activation a latent has once inserted ("stitched semantics"):
 
@@ -43,7 +43,7 @@ from torch import nn
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_indices
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, FeatureCategory, describe_sae
 from sae_lens_stitch.errors import UnsupportedSAEError
-from sae_lens_stitch.evaluate import (
+from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     Metric,

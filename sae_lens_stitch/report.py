@@ -21,7 +21,7 @@ from sae_lens_stitch._version import __version__
 from sae_lens_stitch.classify import ClassificationSummary
 from sae_lens_stitch.curves import Curve, FrankensteinPlane
 from sae_lens_stitch.effects import InsertEffectsSummary
-from sae_lens_stitch.evaluate import Metric, Metrics, ModelMetrics
+from sae_lens_stitch.evaluation import Metric, Metrics, ModelMetrics
 from sae_lens_stitch.provenance import SourceSAE
 
 REPORT_FILES = ("report.json", "report.md", "report.html")

@@ -18,7 +18,7 @@ from sae_lens import SAE
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, classify_features, describe_sae
 from sae_lens_stitch.errors import InvalidIndicesError
-from sae_lens_stitch.evaluate import ActivationsLike
+from sae_lens_stitch.evaluation import ActivationsLike
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.provenance import Operation, Provenance, get_provenance, set_provenance
 from sae_lens_stitch.registry import Part, check_same_family, get_rule

@@ -10,7 +10,7 @@ from conftest import related_pair
 
 from sae_lens_stitch import classify_features, feature_families, stitch, swap
 from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
-from sae_lens_stitch.evaluate import evaluate
+from sae_lens_stitch.evaluation import evaluate
 
 
 def data_for(large, n: int = 300, seed: int = 0) -> torch.Tensor:

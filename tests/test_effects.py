@@ -10,7 +10,7 @@ from sae_lens_stitch import stitch
 from sae_lens_stitch.classify import FeatureCategory
 from sae_lens_stitch.effects import InsertEffectsSummary, auroc, insert_effects, proxy_agreement
 from sae_lens_stitch.errors import UnsupportedSAEError
-from sae_lens_stitch.evaluate import evaluate
+from sae_lens_stitch.evaluation import evaluate
 
 
 def data_for(large, n: int = 300, seed: int = 0) -> torch.Tensor:

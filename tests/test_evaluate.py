@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_sae
 
-from sae_lens_stitch.evaluate import (
+from sae_lens_stitch.evaluation import (
     Metrics,
     dead_latents,
     evaluate,
@@ -195,9 +195,9 @@ def test_dead_latents_classified_and_not_stitched() -> None:
     assert classify_features(small, large, use_stored_sparsity=False).summary.n_dead == 0
 
 
-def test_package_level_evaluate_is_callable_even_after_submodule_import() -> None:
+def test_package_level_evaluate_is_the_function_after_submodule_imports() -> None:
     import sae_lens_stitch
-    import sae_lens_stitch.curves  # imports the evaluate submodule
+    import sae_lens_stitch.curves  # imports the evaluation module
     from sae_lens_stitch import evaluate as ev
 
     sae = make_sae("standard", 8, 16)

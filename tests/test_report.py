@@ -14,7 +14,7 @@ from conftest import related_pair
 from sae_lens_stitch import classify_features
 from sae_lens_stitch.curves import frankenstein_plane, insertion_curve, swap_curve
 from sae_lens_stitch.effects import insert_effects
-from sae_lens_stitch.evaluate import evaluate
+from sae_lens_stitch.evaluation import evaluate
 from sae_lens_stitch.report import StitchReport, write_report
 
 

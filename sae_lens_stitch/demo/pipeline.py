@@ -27,7 +27,7 @@ from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
 from sae_lens_stitch.demo.scoring import NoveltyScore, score_novelty
 from sae_lens_stitch.demo.train import TrainingRecipe
 from sae_lens_stitch.effects import InsertEffectsSummary, insert_effects
-from sae_lens_stitch.evaluate import Metrics, evaluate
+from sae_lens_stitch.evaluation import Metrics, evaluate
 from sae_lens_stitch.families import feature_families
 from sae_lens_stitch.plots import (
     plot_curves,

@@ -22,8 +22,6 @@ Definitions (every metric records whether lower or higher is better):
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -409,32 +407,3 @@ def evaluate_with_model(
         kl_div_zero_ablation=_lower(sums["kl_abl"] / n_kl),
         n_tokens=n_ce,
     )
-
-
-class _CallableModule(types.ModuleType):
-    """This module shares its name with its main function: ``sae_lens_stitch.evaluate`` is the
-    module once it has been imported (the import system binds submodules on the package), so
-    calling it runs :func:`evaluate` and ``from sae_lens_stitch import evaluate`` works either
-    way."""
-
-    def __call__(
-        self,
-        sae: SAE[Any],
-        activations: ActivationsLike,
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
-        show_progress: bool | None = None,
-        targets: ActivationsLike | None = None,
-    ) -> Metrics:
-        return evaluate(
-            sae,
-            activations,
-            batch_size=batch_size,
-            dense_threshold=dense_threshold,
-            show_progress=show_progress,
-            targets=targets,
-        )
-
-
-sys.modules[__name__].__class__ = _CallableModule
