@@ -6,12 +6,15 @@ is a module of its own.
 The public names are imported lazily (PEP 562): ``import sae_lens_stitch`` does not import
 torch or SAE-Lens, so the ``sae-stitch`` command line answers ``--help`` at once. The first use
 of a public name imports its module and registers the ``block_topk`` architecture with
-SAE-Lens (so does importing any module that builds or loads SAEs).
+SAE-Lens (so does importing any module that builds or loads SAEs). When SAE-Lens is already
+imported, ``import sae_lens_stitch`` registers ``block_topk`` at once, since that costs nothing;
+``import sae_lens_stitch.block_topk`` always does.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from sae_lens_stitch._version import __version__
@@ -155,6 +158,10 @@ _EXPORTS: dict[str, str] = {
     "UnsupportedSAEError": "sae_lens_stitch.errors",
 }
 """Public name -> the module that defines it."""
+
+
+if "sae_lens" in sys.modules:
+    importlib.import_module("sae_lens_stitch.block_topk")
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ subset's members of the full top-k), and the group may fire extra latents on tok
 donor's winners were left behind. :func:`sae_lens_stitch.evaluate` measures the resulting L0.
 
 The class registers itself with SAE-Lens as architecture ``block_topk``; loading a saved
-``block_topk`` SAE with plain SAE-Lens needs ``import sae_lens_stitch`` first.
+``block_topk`` SAE with plain SAE-Lens needs ``import sae_lens_stitch.block_topk`` first.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def _render_entry(repo_id: str, entry: Mapping[str, Any]) -> list[str]:
     lines += ["", "Load it with SAE-Lens:", "", "```python"]
     if not entry.get("loadable_by_plain_sae_lens", True):
         lines.append(
-            f"import sae_lens_stitch  # registers the {entry.get('architecture')} architecture"
+            f"import sae_lens_stitch.block_topk  # registers the {entry.get('architecture')} architecture"
         )
     lines += [
         "from sae_lens import SAE",

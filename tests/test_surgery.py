@@ -247,3 +247,25 @@ def test_transcoder_stitch_is_exact(arch: str) -> None:
     torch.testing.assert_close(out.encode(x)[:, 16:], donor_acts, atol=1e-5, rtol=1e-5)
     expected = base(x) + donor_acts @ donor.W_dec[[3, 20, 7]]
     torch.testing.assert_close(out(x), expected, atol=1e-5, rtol=1e-5)
+
+
+BLOCK_TOPK_LOAD = """
+import sys
+from sae_lens import SAE
+import sae_lens_stitch  # sae_lens is already imported: this registers block_topk
+sae = SAE.load_from_disk(sys.argv[1])
+print(type(sae).__name__)
+"""
+
+
+def test_saved_block_topk_loads_after_importing_the_package(tmp_path: Path) -> None:
+    out = stitch(make_sae("topk", 16, 8, seed=1), make_sae("topk", 32, 8, seed=2), [1, 2])
+    out.save_model(tmp_path / "sae")
+    res = subprocess.run(
+        [sys.executable, "-c", BLOCK_TOPK_LOAD, str(tmp_path / "sae")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "BlockTopKSAE"
