@@ -168,7 +168,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sae_lens_stitch' has no attribute {name!r}")
-    importlib.import_module("sae_lens_stitch.block_topk").register()
+    importlib.import_module("sae_lens_stitch.block_topk")  # registers block_topk with SAE-Lens
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

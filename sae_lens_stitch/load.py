@@ -31,7 +31,6 @@ from safetensors import SafetensorError, safe_open
 
 from sae_lens_stitch import _hub
 from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
-from sae_lens_stitch.block_topk import register as _register_block_topk
 from sae_lens_stitch.errors import CorruptSAEError, OfflineError, SourceNotFoundError
 from sae_lens_stitch.provenance import (
     Provenance,
@@ -42,8 +41,6 @@ from sae_lens_stitch.provenance import (
 )
 from sae_lens_stitch.sources import SAESource, parse_source
 from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
-
-_register_block_topk()  # SAE-Lens must know block_topk to load stitched TopK SAEs
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch import _hub
-from sae_lens_stitch.block_topk import register as _register_block_topk
+from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
 from sae_lens_stitch.errors import (
     HubError,
     InvalidDestinationError,
@@ -43,8 +43,6 @@ from sae_lens_stitch.model_card import MetricsLike, card_entry, update_card
 from sae_lens_stitch.provenance import get_provenance
 from sae_lens_stitch.save import write_sae_files
 from sae_lens_stitch.sparsity import get_log_sparsity
-
-_register_block_topk()  # SAE-Lens must know block_topk to load stitched TopK SAEs
 
 README = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
