@@ -189,7 +189,7 @@ def _pair(
     plots: dict[str, Any],
 ) -> tuple[PairResult, Any, Curve]:
     name = f"{small.cfg.d_sae}->{large.cfg.d_sae}"
-    cls = classify_features(small, large, threshold=threshold)
+    cls = classify_features(small, large, threshold=threshold, activations=acts_ND)
     novel_mask = torch.tensor([c.value == "novel" for c in cls.categories], dtype=torch.bool)
     score = score_novelty(small, large, novel_mask, family.truth)
     eff = insert_effects(small, large, acts_ND, threshold=threshold, max_cosine=cls.max_cosine)
