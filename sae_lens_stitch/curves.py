@@ -25,8 +25,10 @@ number inserted); later points, and every swap point, are approximations, and th
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,7 +62,8 @@ from sae_lens_stitch.evaluation import (
 )
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.progress import track
-from sae_lens_stitch.registry import check_same_family, get_rule
+from sae_lens_stitch.provenance import Operation
+from sae_lens_stitch.registry import Part, check_same_family, get_rule
 
 CurveKind = Literal["insert_novel", "insert_reconstruction", "insert", "swap_families"]
 Order = Literal["effect", "index"]
@@ -108,6 +111,10 @@ class Curve(BaseModel):
     rounding); None for other curves."""
     n_increases: int | None = None
     """For swap curves: the number of steps at which MSE rose."""
+    base_d_sae: int | None = None
+    """Width of the base (small) SAE (None in curves saved before it was recorded)."""
+    donor_d_sae: int | None = None
+    """Width of the donor (large) SAE."""
 
 
 @dataclass(frozen=True)
@@ -124,12 +131,97 @@ class SparseLatents:
     """[P, d_out] output direction of each latent."""
 
     def of(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s, e = int(self.ptr[p]), int(self.ptr[p + 1])
+        s, e = self.bounds[p], self.bounds[p + 1]
         return self.tokens[s:e], self.values[s:e]
+
+    @functools.cached_property
+    def bounds(self) -> list[int]:
+        """``ptr`` as Python ints (the per-step loops index it thousands of times)."""
+        return [int(v) for v in self.ptr.tolist()]
+
+    @functools.cached_property
+    def sq_norms(self) -> list[float]:
+        """|w|² of each latent's output direction, in float64."""
+        return self.rows_PD.double().pow(2).sum(-1).tolist()
 
     @property
     def counts(self) -> torch.Tensor:
         return self.ptr[1:] - self.ptr[:-1]
+
+    def take(self, positions: torch.Tensor) -> SparseLatents:
+        """The latents at ``positions`` (in that order)."""
+        counts = self.counts[positions]
+        ptr = torch.zeros(positions.numel() + 1, dtype=torch.long)
+        ptr[1:] = counts.cumsum(0)
+        # entry e of new latent q is old entry ptr_old[p_q] + (e - ptr_new[q])
+        entries = torch.repeat_interleave(self.ptr[positions] - ptr[:-1], counts) + torch.arange(
+            int(ptr[-1])
+        )
+        return SparseLatents(
+            ptr=ptr,
+            tokens=self.tokens[entries],
+            values=self.values[entries],
+            rows_PD=self.rows_PD[positions],
+        )
+
+
+class _SparseCollector:
+    """Gathers the non-zero activations of latents ``indices_P`` (of ``d_sae``) from batches of
+    full activations ``[n, d_sae]``, then builds a :class:`SparseLatents`."""
+
+    def __init__(self, indices_P: torch.Tensor, d_sae: int, device: torch.device):
+        self.n_p = indices_P.numel()
+        self.idx_P = indices_P.to(device)
+        self.all = self.n_p == d_sae and bool(
+            (indices_P.cpu() == torch.arange(d_sae)).all()
+        )  # every latent, in order: the non-zeros of the batch as they are
+        # few latents (or repeated ones): gather their columns first; many: take the non-zeros
+        # of the whole batch and keep those of chosen latents (their position, or -1)
+        self.select = 2 * self.n_p < d_sae or indices_P.unique().numel() != self.n_p
+        self.pos_L = torch.full((d_sae,), -1, dtype=torch.long, device=device)
+        self.pos_L[self.idx_P] = torch.arange(self.n_p, device=device)
+        self.toks: list[torch.Tensor] = []
+        self.lats: list[torch.Tensor] = []
+        self.vals: list[torch.Tensor] = []
+
+    def add(self, acts_NL: torch.Tensor, offset: int, nz: torch.Tensor | None = None) -> None:
+        """Collect one batch (its first token is token ``offset``); ``nz``: ``acts_NL.nonzero()``
+        if the caller already has it."""
+        if self.all:
+            nz = acts_NL.nonzero() if nz is None else nz
+            tok, lat = nz[:, 0], nz[:, 1]
+            val = acts_NL[tok, lat]
+        elif self.select and nz is None:
+            a_NP = acts_NL.index_select(-1, self.idx_P)
+            nz = a_NP.nonzero()
+            tok, lat = nz[:, 0], nz[:, 1]
+            val = a_NP[tok, lat]
+        else:
+            if nz is None:
+                nz = acts_NL.nonzero()
+            pos = self.pos_L[nz[:, 1]]
+            keep = (pos >= 0).nonzero().squeeze(1)
+            tok, lat = nz[keep, 0], pos[keep]
+            val = acts_NL[tok, nz[keep, 1]]
+        self.toks.append((tok + offset).cpu())
+        self.lats.append(lat.cpu())
+        self.vals.append(val.float().cpu())
+
+    def build(self, rows_PD: torch.Tensor) -> SparseLatents:
+        tok = torch.cat(self.toks) if self.toks else torch.zeros(0, dtype=torch.long)
+        lat = torch.cat(self.lats) if self.lats else torch.zeros(0, dtype=torch.long)
+        val = torch.cat(self.vals) if self.vals else torch.zeros(0)
+        order = torch.argsort(lat, stable=True)
+        ptr = torch.zeros(self.n_p + 1, dtype=torch.long)
+        ptr[1:] = torch.bincount(lat, minlength=self.n_p).cumsum(0)
+        return SparseLatents(
+            ptr=ptr, tokens=tok[order], values=val[order], rows_PD=rows_PD.float().cpu()
+        )
+
+
+_SUBSET_FRACTION = 0.9
+"""sparse_activations encodes with an SAE of the chosen latents alone when they are at most this
+fraction of the SAE (copying their weights costs far less than encoding the others)."""
 
 
 @torch.no_grad()
@@ -144,10 +236,24 @@ def sparse_activations(
 ) -> SparseLatents:
     """Non-zero activations of ``sae``'s latents ``indices_P`` on every token, from one pass.
     ``inserted`` None: as the SAE itself computes them; else as once inserted elsewhere
-    (:func:`sae_lens_stitch.effects.inserted_encoder`)."""
+    (:func:`sae_lens_stitch.effects.inserted_encoder`).
+
+    Where latents fire independently of each other (architectures whose registry rule is
+    exact) and only part of the SAE is asked for, the pass runs an SAE of those latents alone
+    (built by :func:`sae_lens_stitch.surgery.assemble`), so the encode costs P / d_sae of the
+    full one."""
     dev = sae.W_dec.device
-    idx = indices_P.to(dev)
-    toks, lats, vals = [], [], []
+    n_p = indices_P.numel()
+    if 0 < n_p <= _SUBSET_FRACTION * sae.cfg.d_sae and get_rule(sae).exact:
+        from sae_lens_stitch.surgery import assemble
+
+        sae = assemble(
+            sae,
+            [Part(sae, indices_P.cpu())],
+            Operation(operation="select", inputs=[describe_sae(sae)], n_latents_in=n_p),
+        )
+        indices_P = torch.arange(n_p)
+    collector = _SparseCollector(indices_P, sae.cfg.d_sae, dev)
     offset = 0
     with inserted_encoder(sae, inserted or "in_donor") as encode:
         for x in iter_batches(
@@ -157,29 +263,33 @@ def sparse_activations(
             show_progress=show_progress,
             description="latent activations",
         ):
-            a_NP = encode(x.to(dev)).index_select(-1, idx)
-            nz = a_NP.nonzero()
-            toks.append((nz[:, 0] + offset).cpu())
-            lats.append(nz[:, 1].cpu())
-            vals.append(a_NP[nz[:, 0], nz[:, 1]].float().cpu())
+            collector.add(encode(x.to(dev)), offset)
             offset += x.shape[0]
-    tok = torch.cat(toks) if toks else torch.zeros(0, dtype=torch.long)
-    lat = torch.cat(lats) if lats else torch.zeros(0, dtype=torch.long)
-    val = torch.cat(vals) if vals else torch.zeros(0)
-    order = torch.argsort(lat, stable=True)
-    counts = torch.bincount(lat, minlength=idx.numel())
-    ptr = torch.zeros(idx.numel() + 1, dtype=torch.long)
-    ptr[1:] = counts.cumsum(0)
-    return SparseLatents(
-        ptr=ptr,
-        tokens=tok[order],
-        values=val[order],
-        rows_PD=decoder_directions(sae, indices_P).float().cpu(),
-    )
+    return collector.build(decoder_directions(sae, indices_P))
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread while open (restored on exit). The per-step ops of
+    a curve touch a few hundred rows each: too small for threads to help, while each op pays a
+    fork/join of the thread pool (on a busy 2-core machine, 20-100x the op's own CPU time)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Residual:
-    """The residual of every token under the current SAE, updated one latent at a time."""
+    """The residual of every token under the current SAE, updated one latent at a time.
+
+    ``collect``: base latents whose non-zero activations to keep (as ``removed``, a
+    :class:`SparseLatents`) from the same encode that gives the residual, for curves that
+    remove them later."""
 
     def __init__(
         self,
@@ -189,11 +299,14 @@ class _Residual:
         *,
         batch_size: int,
         show_progress: bool | None,
+        collect: torch.Tensor | None = None,
     ):
         self.acc = VarianceAccumulator(output_dim(base))
         parts = []
         active = 0
+        offset = 0
         dev = base.W_dec.device
+        collector = None if collect is None else _SparseCollector(collect, base.cfg.d_sae, dev)
         with torch.no_grad():
             for x, y in iter_pairs(
                 base,
@@ -204,30 +317,45 @@ class _Residual:
                 description="base residual",
             ):
                 f, x_hat = encode_and_reconstruct(base, x.to(dev))
-                active += int((f != 0).sum())
-                self.acc.add(y.to(dev), x_hat)
-                parts.append((y.to(dev) - x_hat).float().cpu())
+                if collector is None:
+                    active += int((f != 0).sum())
+                else:
+                    nz = f.nonzero()
+                    active += nz.shape[0]
+                    collector.add(f, offset, nz)
+                y = y.to(dev)
+                self.acc.add(y)  # sums for the variance; the error sum comes from R below
+                parts.append((y - x_hat).float().cpu())
+                offset += x.shape[0]
         if self.acc.n == 0:
             raise ValueError("activations are empty: no tokens to evaluate")
         self.R_ND = torch.cat(parts)
         self.sse = float(self.R_ND.double().pow(2).sum())
         self.active = active
         self.d_sae = base.cfg.d_sae
+        self.removed = (
+            None
+            if collector is None or collect is None
+            else collector.build(decoder_directions(base, collect))
+        )
 
     def apply(self, lat: SparseLatents, p: int, sign: int) -> None:
         """sign +1: add latent p's contribution to x̂ (insert); -1: take it away (remove).
 
         Only the rows of the tokens where p fires are touched: with c_t = sign * a_t w,
         R_t -> R_t - c_t and the error changes by Σ_t (|c_t|² - 2 R_t·c_t)."""
-        t, v = lat.of(p)
-        if t.numel():
+        s, e = lat.bounds[p], lat.bounds[p + 1]
+        if e > s:
+            t, v = lat.tokens[s:e], lat.values[s:e]
             w_D = lat.rows_PD[p]
-            dots_T = (self.R_ND.index_select(0, t) @ w_D).double()
+            rows_TD = self.R_ND.index_select(0, t)
             v64 = v.double()
-            w_sq = float(w_D.double().pow(2).sum())
-            self.sse += float((v64.pow(2) * w_sq - 2 * sign * v64 * dots_T).sum())
-            self.R_ND.index_add_(0, t, (-sign * v)[:, None] * w_D[None, :])
-        self.active += sign * int(t.numel())
+            dots_T = (rows_TD @ w_D).double()
+            self.sse += float((v64.pow(2) * lat.sq_norms[p] - 2 * sign * v64 * dots_T).sum())
+            # each token appears once per latent: update the gathered rows, write them back
+            rows_TD.addr_(v, w_D, alpha=-sign)
+            self.R_ND.index_copy_(0, t, rows_TD)
+        self.active += sign * (e - s)
         self.d_sae += sign
 
     def effects(self, lat: SparseLatents, *, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
@@ -261,6 +389,54 @@ class _Residual:
             l0=self.active / n,
             label=label,
         )
+
+
+def _live_latents_of(
+    base: SAE[Any],
+    donor: SAE[Any],
+    x_ND: torch.Tensor,
+    category: FeatureCategory,
+    *,
+    fixed_P: torch.Tensor,
+    threshold: float,
+    inserted_activations: InsertedActivations,
+    batch_size: int,
+    show_progress: bool | None,
+) -> tuple[torch.Tensor, SparseLatents]:
+    """The donor's ``category`` latents relative to ``base`` that fire on ``x_ND`` (as
+    ``classify_features(..., activations=x_ND)`` finds them), and the sparse activations of
+    ``fixed_P`` followed by those latents, from one donor encode where possible.
+
+    The dead test needs the donor's own encode. Where the inserted activations come from it
+    (exact architectures, or ``"in_donor"``), classify by cosine alone, collect every candidate
+    and drop those that never fire; else classify with ``activations`` (a donor encode of its
+    own) and collect the live ones."""
+    own_encode = get_rule(donor).exact or inserted_activations == "in_donor"
+    classes = classify_features(
+        base,
+        donor,
+        threshold=threshold,
+        activations=None if own_encode else x_ND,
+        use_stored_sparsity=False,
+        batch_size=batch_size,
+    )
+    cand_C = classes.indices_of(category)
+    lat = sparse_activations(
+        donor,
+        x_ND,
+        torch.cat([fixed_P, cand_C]),
+        inserted=inserted_activations,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    if not own_encode:
+        return cand_C, lat
+    n_fixed = fixed_P.numel()
+    live = (lat.counts[n_fixed:] > 0).nonzero().squeeze(1)
+    if live.numel() == cand_C.numel():
+        return cand_C, lat
+    keep = torch.cat([torch.arange(n_fixed), n_fixed + live])
+    return cand_C[live], lat.take(keep)
 
 
 def _prepare(
@@ -322,32 +498,41 @@ def insertion_curve(
     if indices is None:
         if category is None:
             raise ValueError("give indices or a category")
-        classes = classify_features(
-            base, donor, threshold=threshold, activations=x_ND, batch_size=batch_size
+        idx_P, lat = _live_latents_of(
+            base,
+            donor,
+            x_ND,
+            FeatureCategory(category),
+            fixed_P=torch.zeros(0, dtype=torch.long),
+            threshold=threshold,
+            inserted_activations=inserted_activations,
+            batch_size=batch_size,
+            show_progress=show_progress,
         )
-        idx_P = classes.indices_of(FeatureCategory(category))
         kind: CurveKind = "insert_novel" if category == "novel" else "insert_reconstruction"
     else:
         idx_P = check_indices(indices, donor.cfg.d_sae, what="donor indices")
         kind = "insert"
-    lat = sparse_activations(
-        donor,
-        x_ND,
-        idx_P,
-        inserted=inserted_activations,
-        batch_size=batch_size,
-        show_progress=show_progress,
-    )
+        lat = sparse_activations(
+            donor,
+            x_ND,
+            idx_P,
+            inserted=inserted_activations,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
     state = _Residual(base, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress)
     perm, order_desc = _order(
         order, idx_P.numel(), state.effects(lat) if order == "effect" else None
     )
     points = [state.point(0, "base")]
-    for step, p in enumerate(
-        track(perm, total=len(perm), description="insertion curve", show=show_progress), 1
-    ):
-        state.apply(lat, p, +1)
-        points.append(state.point(step, f"+L{int(idx_P[p])}"))
+    labels = [f"+L{i}" for i in idx_P.tolist()]
+    with _one_thread():
+        for step, p in enumerate(
+            track(perm, total=len(perm), description="insertion curve", show=show_progress), 1
+        ):
+            state.apply(lat, p, +1)
+            points.append(state.point(step, labels[p]))
     rule = get_rule(donor)
     donor_k = getattr(donor.cfg, "k", None)
     exact = rule.exact or (
@@ -361,6 +546,8 @@ def insertion_curve(
         exact=exact,
         n_tokens=state.acc.n,
         points=points,
+        base_d_sae=base.cfg.d_sae,
+        donor_d_sae=donor.cfg.d_sae,
     )
 
 
@@ -406,21 +593,32 @@ def swap_curve(
     check_indices(large_idx, large.cfg.d_sae, what="family large_indices")
     novel_idx = torch.zeros(0, dtype=torch.long)
     if include_novel or novel_first:
-        novel_idx = classify_features(
-            small, large, threshold=threshold, activations=x_ND, batch_size=batch_size
-        ).novel_indices
-    removed = sparse_activations(
-        small, x_ND, small_idx, batch_size=batch_size, show_progress=show_progress
+        novel_idx, inserted = _live_latents_of(
+            small,
+            large,
+            x_ND,
+            FeatureCategory.NOVEL,
+            fixed_P=large_idx,
+            threshold=threshold,
+            inserted_activations=inserted_activations,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
+    else:
+        inserted = sparse_activations(
+            large,
+            x_ND,
+            large_idx,
+            inserted=inserted_activations,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
+    # the removed latents' activations come from the same small encode as the residual
+    state = _Residual(
+        small, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress, collect=small_idx
     )
-    inserted = sparse_activations(
-        large,
-        x_ND,
-        torch.cat([large_idx, novel_idx]),
-        inserted=inserted_activations,
-        batch_size=batch_size,
-        show_progress=show_progress,
-    )
-    state = _Residual(small, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress)
+    removed = state.removed
+    assert removed is not None
     # positions of each family's members in small_idx / large_idx
     s_pos, l_pos, s0, l0 = [], [], 0, 0
     for f in fams:
@@ -432,21 +630,21 @@ def swap_curve(
     family_effects = None
     if order == "effect":
         family_effects = torch.zeros(len(fams), dtype=torch.float64)
-        for k in range(len(fams)):
-            before = state.sse
-            saved = {}
-            touched = torch.cat(
-                [removed.of(p)[0] for p in s_pos[k]] + [inserted.of(p)[0] for p in l_pos[k]]
-            ).unique()
-            saved = state.R_ND[touched].clone()
-            active, d_sae = state.active, state.d_sae
-            for p in s_pos[k]:
-                state.apply(removed, p, -1)
-            for p in l_pos[k]:
-                state.apply(inserted, p, +1)
-            family_effects[k] = state.sse - before
-            state.R_ND[touched] = saved
-            state.sse, state.active, state.d_sae = before, active, d_sae
+        with _one_thread():
+            for k in range(len(fams)):
+                before = state.sse
+                touched = torch.cat(
+                    [removed.of(p)[0] for p in s_pos[k]] + [inserted.of(p)[0] for p in l_pos[k]]
+                ).unique()
+                saved = state.R_ND[touched].clone()
+                active, d_sae = state.active, state.d_sae
+                for p in s_pos[k]:
+                    state.apply(removed, p, -1)
+                for p in l_pos[k]:
+                    state.apply(inserted, p, +1)
+                family_effects[k] = state.sse - before
+                state.R_ND[touched] = saved
+                state.sse, state.active, state.d_sae = before, active, d_sae
     perm, order_desc = _order(order, len(fams), family_effects)
     if order_desc.startswith("effect"):
         order_desc = "effect (closed-form ΔMSE of swapping the family alone, ascending)"
@@ -454,23 +652,24 @@ def swap_curve(
     points = [state.point(0, "small")]
 
     def insert_novel() -> None:
-        for j in range(novel_idx.numel()):
+        for j, i in enumerate(novel_idx.tolist()):
             state.apply(inserted, large_idx.numel() + j, +1)
-            points.append(state.point(len(points), f"+L{int(novel_idx[j])} (novel)"))
+            points.append(state.point(len(points), f"+L{i} (novel)"))
 
-    if novel_first:
-        insert_novel()
-    for k in track(perm, total=len(perm), description="swap curve", show=show_progress):
-        for p in s_pos[k]:
-            state.apply(removed, p, -1)
-        for p in l_pos[k]:
-            state.apply(inserted, p, +1)
-        f = fams[k]
-        points.append(
-            state.point(len(points), f"swap {k}: -S{f.small_indices} +L{f.large_indices}")
-        )
-    if not novel_first:
-        insert_novel()
+    with _one_thread():
+        if novel_first:
+            insert_novel()
+        for k in track(perm, total=len(perm), description="swap curve", show=show_progress):
+            for p in s_pos[k]:
+                state.apply(removed, p, -1)
+            for p in l_pos[k]:
+                state.apply(inserted, p, +1)
+            f = fams[k]
+            points.append(
+                state.point(len(points), f"swap {k}: -S{f.small_indices} +L{f.large_indices}")
+            )
+        if not novel_first:
+            insert_novel()
     mono, n_up = _monotone(points)
     return Curve(
         kind="swap_families",
@@ -484,6 +683,8 @@ def swap_curve(
         exact=get_rule(small).exact,
         n_tokens=state.acc.n,
         points=points,
+        base_d_sae=small.cfg.d_sae,
+        donor_d_sae=large.cfg.d_sae,
         monotone=mono,
         n_increases=n_up,
     )

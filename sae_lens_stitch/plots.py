@@ -108,7 +108,14 @@ def plot_insert_effects(
     ax.scatter(cos, delta, s=8, c=colors, alpha=0.7, linewidths=0)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set_yscale("symlog", linthresh=max(1e-8, _linthresh(delta)))
+    linthresh = max(1e-8, _linthresh(delta))
+    # linscale 2: the linear band around 0 gets room, so the ticks 0 and ±linthresh do not crowd
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=2.0)
+    # symlog autoscaling can put the extreme points on the frame: pad by a factor of 2
+    lo, hi = min(delta, default=0.0), max(delta, default=0.0)
+    ax.set_ylim(
+        2 * lo if lo < -linthresh else -2 * linthresh, 2 * hi if hi > linthresh else 2 * linthresh
+    )
     ax.set_xlabel("max cosine with base SAE")
     ax.set_ylabel("ΔMSE when inserted alone (lower is better)")
     p = effects.summary.proxy
@@ -128,31 +135,106 @@ def _linthresh(values: Sequence[float]) -> float:
     return nz[len(nz) // 10] if nz else 1.0
 
 
+_KIND_NAMES = {
+    "insert_novel": "insert novel",
+    "insert_reconstruction": "insert reconstruction",
+    "insert": "insert",
+    "swap_families": "swap families",
+}
+
+
+def _short_name(name: str, limit: int = 28) -> str:
+    """The last part of an SAE's description (after ``/`` or ``:``), at most ``limit`` chars."""
+    tail = name.replace(":", "/").rstrip("/").rsplit("/", 1)[-1] or name
+    return tail if len(tail) <= limit else "…" + tail[-(limit - 1) :]
+
+
+def _pair_name(c: Curve, by_width: bool) -> str:
+    if by_width and c.base_d_sae is not None and c.donor_d_sae is not None:
+        return f"{c.base_d_sae} → {c.donor_d_sae}"
+    return f"{_short_name(c.base)} → {_short_name(c.donor)}"
+
+
+def _curve_labels(curves: Sequence[Curve]) -> list[str]:
+    """Legend labels that tell the curves apart: base → donor (widths, or short names where
+    widths are missing or shared by two curves), then what was done and in which order."""
+    widths = [(c.base_d_sae, c.donor_d_sae) for c in curves]
+    by_width = None not in (w for pair in widths for w in pair) and len(set(widths)) == len(widths)
+    labels = []
+    for c in curves:
+        how = f"{_KIND_NAMES.get(c.kind, c.kind)}, {c.order.split(' ')[0]} order"
+        if c.kind == "swap_families" and "novel" in c.order:
+            how += ", novel first" if c.order.startswith("novel") else ", then novel"
+        labels.append(f"{_pair_name(c, by_width)}: {how}" + ("" if c.exact else " (~)"))
+    return labels
+
+
+def _phase_changes(c: Curve) -> list[int]:
+    """Steps after which a swap curve changes from swapping families to inserting novel
+    latents or back (the point before the change)."""
+    novel = [p.label.endswith("(novel)") for p in c.points[1:]]
+    return [i for i in range(1, len(novel)) if novel[i] != novel[i - 1]]
+
+
 def plot_curves(
     curves: Sequence[Curve], stem: str | os.PathLike[str], *, title: str | None = None
 ) -> PlotFiles:
-    """FVU (left) and L0 (right) against step for each curve."""
+    """FVU (left) and L0 (right) against step for each curve, labelled base → donor (widths)
+    and what each step does; on swap curves with novel latents, a marker where the steps
+    change between swapping families and inserting novel latents."""
     if not curves:
         raise ValueError("no curves to plot")
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(12, 4.6))
     ax_fvu, ax_l0 = fig.subplots(1, 2)
-    for c in curves:
+    marked = False
+    for c, label in zip(curves, _curve_labels(curves), strict=True):
         steps = [p.step for p in c.points]
-        label = f"{c.kind} ({c.order.split(' ')[0]})" + ("" if c.exact else " ~")
-        ax_fvu.plot(steps, [p.fvu for p in c.points], label=label, linewidth=1.2)
-        ax_l0.plot(steps, [p.l0 for p in c.points], label=label, linewidth=1.2)
-    ax_fvu.set_xlabel("step")
+        (line,) = ax_fvu.plot(steps, [p.fvu for p in c.points], label=label, linewidth=1.2)
+        ax_l0.plot(steps, [p.l0 for p in c.points], linewidth=1.2, color=line.get_color())
+        changes = _phase_changes(c)
+        for ax, values in ((ax_fvu, [p.fvu for p in c.points]), (ax_l0, [p.l0 for p in c.points])):
+            ax.plot(
+                [steps[i] for i in changes],
+                [values[i] for i in changes],
+                "o",
+                markersize=6,
+                markerfacecolor="white",
+                color=line.get_color(),
+                zorder=3,
+            )
+        marked = marked or bool(changes)
+    ax_fvu.set_xlabel("step (one family swapped or one latent inserted)")
     ax_fvu.set_ylabel("FVU (lower is better)")
-    ax_l0.set_xlabel("step")
-    ax_l0.set_ylabel("L0 (mean active latents)")
-    ax_fvu.legend(fontsize=8)
+    ax_fvu.set_title("fraction of variance unexplained")
+    ax_l0.set_xlabel("step (one family swapped or one latent inserted)")
+    ax_l0.set_ylabel("L0 (mean active latents per token)")
+    ax_l0.set_title("L0")
+    if marked:
+        ax_fvu.plot(
+            [],
+            [],
+            "o",
+            markerfacecolor="white",
+            color="black",
+            label="where swaps end and novel inserts begin (or the reverse)",
+        )
+    # below the axes, so that the legend never hides a curve
+    fig.legend(
+        *ax_fvu.get_legend_handles_labels(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(2, len(curves) + marked),
+        fontsize=8,
+        frameon=False,
+    )
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return _save(
         fig,
         stem,
-        "FVU and L0 along the curves (~: approximate, see the curves docs).",
+        "FVU and L0 along the curves, one line per base → donor pair (widths); "
+        "(~): approximate, see the curves docs.",
     )
 
 
@@ -169,7 +251,8 @@ def plot_frankenstein_plane(
             ax.annotate(
                 str(p.d_sae), (p.l0, p.fvu), fontsize=7, xytext=(3, 3), textcoords="offset points"
             )
-    ax.set_xlabel("L0 (mean active latents)")
+    ax.margins(0.1)  # room for the width labels at the edges
+    ax.set_xlabel("L0 (mean active latents per token)")
     ax.set_ylabel("FVU (lower is better)")
     ax.set_title(title or "Frankenstein vs trained SAEs (labels: d_sae)")
     ax.legend(fontsize=8)

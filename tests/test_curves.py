@@ -126,3 +126,56 @@ def test_novel_first_swap_curve_matches_recomputation() -> None:
     close(curve.points[len(novel)], evaluate(stitch(small, large, novel), x))
     end = swap(stitch(small, large, novel), large, fams)
     close(curve.points[-1], evaluate(end, x))
+
+
+def _kill(large, latents: list[int]) -> None:
+    """Make ``latents`` of ``large`` never fire (very negative encoder bias)."""
+    with torch.no_grad():
+        large.b_enc[latents] = -1e6
+
+
+def test_dead_novel_latents_left_out_of_curves() -> None:
+    small, large = related_pair("standard", n_small=8, n_novel=5, d_in=16)
+    x = data_for(large)
+    novel_all = classify_features(small, large).novel_indices.tolist()
+    dead = novel_all[1:3]
+    _kill(large, dead)
+    live = classify_features(small, large, activations=x).novel_indices.tolist()
+    assert not set(dead) & set(live) and live
+    curve = insertion_curve(small, large, x, category="novel", order="index")
+    assert [int(p.label[2:]) for p in curve.points[1:]] == live
+    close(curve.points[-1], evaluate(stitch(small, large, live), x))
+    fams = feature_families(small, large)
+    swapped = swap_curve(small, large, x, include_novel=True)
+    assert [p.label for p in swapped.points[len(fams) + 1 :]] == [f"+L{i} (novel)" for i in live]
+    close(swapped.points[-1], evaluate(stitch(swap(small, large, fams), large, live), x))
+
+
+def test_removed_activations_collected_with_the_residual() -> None:
+    from sae_lens_stitch.curves import _Residual, sparse_activations
+
+    small, large = related_pair("jumprelu", n_small=10, n_novel=4, d_in=16)
+    x = data_for(large)
+    for idx in (torch.tensor([7, 2, 5]), torch.arange(10).flip(0)):
+        got = _Residual(small, x, None, batch_size=64, show_progress=False, collect=idx).removed
+        want = sparse_activations(small, x, idx, batch_size=50)
+        assert got is not None
+        assert torch.equal(got.ptr, want.ptr)
+        assert torch.equal(got.tokens, want.tokens)
+        torch.testing.assert_close(got.values, want.values)
+        torch.testing.assert_close(got.rows_PD, want.rows_PD)
+        sub = got.take(torch.tensor([2, 0]))
+        for q, p in enumerate((2, 0)):
+            assert torch.equal(sub.of(q)[0], got.of(p)[0])
+            assert torch.equal(sub.of(q)[1], got.of(p)[1])
+
+
+def test_curve_restores_thread_count() -> None:
+    small, large = related_pair("standard", n_small=6, n_novel=2, d_in=16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        swap_curve(small, large, data_for(large, n=60), order="effect")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -108,3 +108,27 @@ def test_import_does_not_load_matplotlib() -> None:
     code = "import sys, sae_lens_stitch; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_curve_labels_tell_width_pairs_apart(experiment) -> None:
+    from sae_lens_stitch.plots import _curve_labels, _phase_changes
+
+    report, _ = experiment
+    swap = next(c for c in report.curves if c.kind == "swap_families")
+    assert (swap.base_d_sae, swap.donor_d_sae) == (8, 21)
+    pairs = [swap, swap.model_copy(update={"base_d_sae": 21, "donor_d_sae": 46})]
+    labels = _curve_labels(pairs)
+    assert labels[0].startswith("8 → 21: swap families") and labels[1].startswith("21 → 46:")
+    # the same widths twice (or widths missing): short SAE names instead, still "base → donor"
+    same = _curve_labels(report.curves)
+    assert len(set(same)) == len(same) and all(" → " in label for label in same)
+    old = swap.model_copy(update={"base_d_sae": None, "donor_d_sae": None})
+    assert " → " in _curve_labels([old])[0]
+    # a swap curve followed by novel insertions is marked where the novel latents begin
+    assert _phase_changes(swap) == []
+    mixed = swap.model_copy(
+        update={
+            "points": [*swap.points, swap.points[-1].model_copy(update={"label": "+L3 (novel)"})]
+        }
+    )
+    assert _phase_changes(mixed) == [len(swap.points) - 1]
