@@ -13,6 +13,7 @@ backend is touched. Files are written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -131,8 +132,10 @@ def plot_insert_effects(
 
 
 def _linthresh(values: Sequence[float]) -> float:
+    """Edge of symlog's linear band: the 10th percentile of |values|, rounded down to a power
+    of 10 so that the ticks ±linthresh sit on the band's edges, clear of the 0 tick."""
     nz = sorted(abs(v) for v in values if v != 0)
-    return nz[len(nz) // 10] if nz else 1.0
+    return 10.0 ** math.floor(math.log10(nz[len(nz) // 10])) if nz else 1.0
 
 
 _KIND_NAMES = {
