@@ -79,7 +79,7 @@ class Operation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operation: str
-    """stitch, remove, swap or frankenstein."""
+    """stitch, remove, swap or frankenstein (``select`` for internal sub-SAEs never returned)."""
     threshold: float | None = None
     """Cosine threshold used to choose latents, when one was used."""
     package_version: str = __version__
