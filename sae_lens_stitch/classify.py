@@ -229,10 +229,20 @@ def classify_features(
         show_progress=show_progress,
     )
     forward = match_features(
-        large, small, weights=weights, chunk_size=chunk_size, show_progress=show_progress
+        large,
+        small,
+        weights=weights,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        names=("large", "small"),
     )
     backward = match_features(
-        small, large, weights=weights, chunk_size=chunk_size, show_progress=show_progress
+        small,
+        large,
+        weights=weights,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        names=("small", "large"),
     )
     return classify_from_matches(
         small, large, forward, backward, threshold=threshold, dead_mask=dead_mask

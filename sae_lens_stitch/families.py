@@ -54,6 +54,7 @@ def feature_families(
         weights=weights,
         chunk_size=chunk_size,
         show_progress=show_progress,
+        names=("large", "small"),
     )
     # nodes 0..n_s-1 are small latents, n_s..n_s+n_l-1 large latents
     rows = small_idx.numpy()

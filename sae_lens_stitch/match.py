@@ -51,6 +51,11 @@ def directions(sae: SAE[Any], weights: WeightsKind = "decoder") -> torch.Tensor:
     raise ValueError(f"weights must be 'decoder' or 'encoder', got {weights!r}")
 
 
+def _labels(names: tuple[str, str], weights: WeightsKind) -> tuple[str, str]:
+    param = "W_dec rows" if weights == "decoder" else "W_enc columns"
+    return f"{names[0]} SAE {param}", f"{names[1]} SAE {param}"
+
+
 def _normalised(rows_RD: torch.Tensor, *, name: str, offset: int = 0) -> torch.Tensor:
     rows_RD = rows_RD.float()
     # fast path: one pass for the norms, then the checks on the [R] norms only (a row has a
@@ -135,9 +140,13 @@ def match_features(
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
     show_progress: bool | None = None,
+    names: tuple[str, str] = ("source", "target"),
 ) -> FeatureMatches:
     """For every latent of ``source``, the ``k`` highest cosine similarities with latents of
-    ``target`` and their indices. Exact, computed in bounded blocks on the weights' device."""
+    ``target`` and their indices. Exact, computed in bounded blocks on the weights' device.
+
+    ``names`` label the two SAEs in errors (e.g. ``("large", "small")``): NaN/inf or zero-norm
+    directions raise :class:`InvalidWeightsError` naming the SAE, the parameter and the rows."""
     dir_SD, dir_TD = directions(source, weights), directions(target, weights)
     n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
     if not 1 <= k <= n_t:
@@ -147,7 +156,12 @@ def match_features(
     indices_SK = torch.zeros((n_s, k), dtype=torch.long, device=dev)
     with torch.no_grad():
         for s0, t0, sims_BC in similarity_blocks(
-            dir_SD, dir_TD, chunk_size=chunk_size, device=dev, show_progress=show_progress
+            dir_SD,
+            dir_TD,
+            chunk_size=chunk_size,
+            device=dev,
+            names=_labels(names, weights),
+            show_progress=show_progress,
         ):
             s1 = s0 + sims_BC.shape[0]
             if k == 1:
@@ -175,9 +189,10 @@ def similar_pairs(
     chunk_size: int | None = None,
     device: torch.device | str | None = None,
     show_progress: bool | None = None,
+    names: tuple[str, str] = ("source", "target"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All pairs (source i, target j) with cosine >= ``threshold``, found block by block:
-    ``(source_indices, target_indices, cosines)`` on the CPU."""
+    ``(source_indices, target_indices, cosines)`` on the CPU. ``names`` label the SAEs in errors."""
     src_parts: list[torch.Tensor] = []
     tgt_parts: list[torch.Tensor] = []
     cos_parts: list[torch.Tensor] = []
@@ -187,6 +202,7 @@ def similar_pairs(
             directions(target, weights),
             chunk_size=chunk_size,
             device=device,
+            names=_labels(names, weights),
             show_progress=show_progress,
         ):
             rows, cols = (sims_BC >= threshold).nonzero(as_tuple=True)

@@ -163,6 +163,10 @@ def stitch(
 def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
     """A copy of ``sae`` without latents ``indices``; the others keep their order."""
     idx_R = check_indices(indices, sae.cfg.d_sae, what="indices to remove")
+    if idx_R.numel() == sae.cfg.d_sae:
+        raise InvalidIndicesError(
+            f"removing all {sae.cfg.d_sae} latents would leave an SAE with no latents"
+        )
     keep_mask = torch.ones(sae.cfg.d_sae, dtype=torch.bool)
     keep_mask[idx_R] = False
     op = Operation(

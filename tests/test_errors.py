@@ -156,3 +156,19 @@ def test_frankenstein_needs_smallest_first() -> None:
         frankenstein([b, a])
     with pytest.raises(ValueError, match="at least two"):
         frankenstein([a])
+
+
+def test_removing_every_latent_is_refused() -> None:
+    sae = make_sae("standard", 6, 8)
+    with pytest.raises(InvalidIndicesError, match="all 6 latents"):
+        remove_features(sae, range(6))
+
+
+def test_classify_names_the_sae_with_bad_rows() -> None:
+    small, large = make_sae("standard", 8, 16), make_sae("standard", 16, 16, seed=1)
+    with torch.no_grad():
+        large.W_dec[5] = float("nan")
+    with pytest.raises(InvalidWeightsError, match=r"large SAE W_dec rows.*\[5\]"):
+        classify_features(small, large)
+    with pytest.raises(InvalidWeightsError, match=r"large SAE W_dec rows.*\[5\]"):
+        feature_families(small, large)
