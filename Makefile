@@ -3,13 +3,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where pip finds torch. Empty: pip's configured indexes (on the project's machines they hold the
+# CPU wheel of torch 2.13.0). On a plain Linux machine PyPI's torch is the multi-GB CUDA build:
+# `make install TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the CPU build instead.
+TORCH_INDEX ?=
 
 .PHONY: install demo test check bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	# torch first, pinned to the CPU wheel, so nothing pulls a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	# torch first and pinned, so the package's torch range is already satisfied (see TORCH_INDEX).
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 

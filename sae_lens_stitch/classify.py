@@ -1,4 +1,4 @@
-"""Step 3a: classify the larger SAE's latents as novel or reconstruction (REFERENCE §1)."""
+"""Step 3a: classify the larger SAE's latents as novel or reconstruction (docs/concepts.md)."""
 
 from __future__ import annotations
 
