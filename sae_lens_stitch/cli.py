@@ -21,6 +21,8 @@ from typing import Any
 PROG = "sae-stitch"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a Unix tool whose reader went away."""
 
 SOURCE_HELP = (
     "RELEASE:SAE_ID[@REV] (SAE-Lens release), hf://OWNER/REPO[/FOLDER][@REV] "
@@ -43,6 +45,8 @@ def parse_indices(text: str) -> list[int]:
         if not path.is_file():
             raise CLIError(f"indices file {str(path)!r} does not exist")
         body = path.read_text().strip()
+        if not body:
+            raise CLIError(f"indices file {str(path)!r} is empty")
         if body.startswith("["):
             try:
                 values = json.loads(body)
@@ -52,8 +56,13 @@ def parse_indices(text: str) -> list[int]:
                 isinstance(v, int) and not isinstance(v, bool) for v in values
             ):
                 raise CLIError(f"indices file {str(path)!r} must hold a list of integers")
+            if not values:
+                raise CLIError(f"indices file {str(path)!r} holds an empty list")
             return list(values)
-        text = ",".join(body.split())
+        try:
+            return parse_indices(",".join(body.split()))
+        except CLIError as err:
+            raise CLIError(f"indices file {str(path)!r}: {err}") from None
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -76,7 +85,7 @@ def parse_indices(text: str) -> list[int]:
                 f"bad index {part!r}: expected integers and ranges like 3,5,10-12"
             ) from None
     if not out:
-        raise CLIError(f"no indices in {text!r}")
+        raise CLIError(f"no indices in {text!r} (an explicitly empty list is not allowed)")
     return out
 
 
@@ -134,6 +143,35 @@ def emit(args: argparse.Namespace, payload: Any, lines: Sequence[str]) -> None:
             print(line)
 
 
+def check_device(text: str) -> None:
+    """Refuse a ``--device`` torch cannot parse or this machine does not have (before any SAE
+    is loaded, so the error names the device, not the SAE)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise CLIError(
+            f"invalid --device {text!r}: expected a torch device such as cpu, cuda, cuda:1 or mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {text!r} is not available: torch sees no CUDA GPU here")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise CLIError(
+                f"--device {text!r} is not available: torch sees {count} CUDA GPU(s) "
+                f"(cuda:0..cuda:{count - 1})"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {text!r} is not available: MPS is not available here")
+    if device.type != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except Exception as err:
+            raise CLIError(f"--device {text!r} is not available: {_one_line(err)}") from None
+
+
 def load(args: argparse.Namespace, source: str) -> Any:
     from sae_lens_stitch.load import load_sae
 
@@ -154,7 +192,50 @@ def _dead_mask(args: argparse.Namespace, large: Any) -> Any:
 
 def read_activations(path_text: str, d_in: int) -> Any:
     """Activations [..., d_in] from a .pt / .pth / .safetensors file (a tensor, or a dict with
-    one tensor or with key "activations")."""
+    one tensor or with key "activations"), flattened to [N, d_in] float32."""
+    return fit_activations(read_activation_file(path_text), path_text, d_in)
+
+
+def fit_activations(data: Any, path_text: str, d_in: int) -> Any:
+    """``data`` [..., d_in] as [N, d_in] float32; a wrong last dimension is an error."""
+    if data.ndim < 1 or data.shape[-1] != d_in:
+        raise CLIError(
+            f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
+        )
+    return data.reshape(-1, d_in).float()
+
+
+def _torch_load_tensors(path: Path, path_text: str) -> Any:
+    """``torch.load`` with weights only, its failures said in words."""
+    import zipfile
+
+    import torch
+
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (legacy files: a pickle, protocol 2+)
+    looks_like_torch = head == b"PK\x03\x04" or head[:1] == b"\x80" or zipfile.is_zipfile(path)
+    if not looks_like_torch:
+        raise CLIError(
+            f"cannot read activations file {path_text!r}: not a PyTorch file "
+            "(torch.save writes a zip archive; this is neither that nor a pickle)"
+        )
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
+            raise CLIError(
+                f"cannot read activations file {path_text!r}: it holds objects other than "
+                "tensors (save a tensor, or a dict of tensors, with torch.save)"
+            ) from None
+        raise CLIError(
+            f"cannot read activations file {path_text!r}: a corrupt or truncated PyTorch file"
+        ) from None
+
+
+def read_activation_file(path_text: str) -> Any:
+    """The activations tensor in a .pt / .pth / .safetensors file, checked to be finite (read
+    before any SAE is loaded, so a bad file fails at once)."""
     import torch
 
     path = Path(path_text).expanduser()
@@ -163,12 +244,15 @@ def read_activations(path_text: str, d_in: int) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        data: Any = load_file(str(path))
-    elif path.suffix in (".pt", ".pth"):
         try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CLIError(f"cannot read activations file {path_text!r}: {err}") from None
+            data: Any = load_file(str(path))
+        except Exception:
+            raise CLIError(
+                f"cannot read activations file {path_text!r}: not a valid safetensors file "
+                "(corrupt, truncated or another format)"
+            ) from None
+    elif path.suffix in (".pt", ".pth"):
+        data = _torch_load_tensors(path, path_text)
     else:
         raise CLIError(f"activations file {path_text!r}: expected a .pt, .pth or .safetensors file")
     if isinstance(data, dict):
@@ -183,12 +267,16 @@ def read_activations(path_text: str, d_in: int) -> Any:
                 "name the tensor 'activations'"
             )
     if not isinstance(data, torch.Tensor):
-        raise CLIError(f"activations file {path_text!r} does not hold a tensor")
-    if data.ndim < 1 or data.shape[-1] != d_in:
         raise CLIError(
-            f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
+            f"activations file {path_text!r} does not hold a tensor (found {type(data).__name__})"
         )
-    return data.reshape(-1, d_in).float()
+    n_bad = int((~torch.isfinite(data)).sum())
+    if n_bad:
+        raise CLIError(
+            f"activations in {path_text!r} hold {n_bad} non-finite value(s) (NaN or inf) "
+            f"of {data.numel()}"
+        )
+    return data
 
 
 def _hist(values: Any, bins: int = 20) -> dict[str, list[float] | list[int]]:
@@ -345,7 +433,10 @@ def cmd_families(args: argparse.Namespace) -> int:
         "threshold": args.threshold,
         "n_families": len(fams),
         "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
-        "families": [f.model_dump(mode="json") | {"kind": f.kind} for f in fams],
+        "families": [
+            {"family": number} | f.model_dump(mode="json") | {"kind": f.kind}
+            for number, f in enumerate(fams)
+        ],
     }
     write_json(out / "families.json", payload)
     top = ", ".join(f"{k}: {n}" for k, n in list(payload["kinds"].items())[:6])
@@ -363,7 +454,14 @@ def cmd_families(args: argparse.Namespace) -> int:
 def _save(sae: Any, folder: Path, overwrite: bool) -> Path:
     from sae_lens_stitch.save import save_sae
 
-    return save_sae(sae, folder, overwrite=overwrite)
+    saved = save_sae(sae, folder, overwrite=overwrite)
+    if not type(sae).__module__.startswith("sae_lens."):
+        print(
+            f"{PROG}: note: this SAE uses the {sae.cfg.architecture()} architecture; "
+            "run `import sae_lens_stitch.block_topk` before loading it with plain SAE-Lens",
+            file=sys.stderr,
+        )
+    return saved
 
 
 def _surgery_payload(sae: Any, folder: Path) -> dict[str, Any]:
@@ -381,7 +479,7 @@ def _surgery_payload(sae: Any, folder: Path) -> dict[str, Any]:
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
-    indices = parse_indices(args.indices) if args.indices else None
+    indices = parse_indices(args.indices) if args.indices is not None else None
     base, donor = load_all(args, [args.base, args.donor])
     from sae_lens_stitch.surgery import stitch
 
@@ -405,14 +503,20 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
 def cmd_swap(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
-    chosen = parse_indices(args.families) if args.families else None
+    chosen = parse_indices(args.families) if args.families is not None else None
+    if chosen is not None:
+        dups = sorted({i for i in chosen if chosen.count(i) > 1})
+        if dups:
+            raise CLIError(f"--families lists family number(s) {dups} more than once")
     base, donor = load_all(args, [args.base, args.donor])
     from sae_lens_stitch.families import feature_families
     from sae_lens_stitch.surgery import swap
 
     families = None
-    if chosen is not None:
-        all_fams = feature_families(base, donor, threshold=args.threshold)
+    if chosen is not None or args.weights != "decoder":
+        all_fams = feature_families(base, donor, threshold=args.threshold, weights=args.weights)
+        if chosen is None:
+            chosen = list(range(len(all_fams)))
         bad = [i for i in chosen if not 0 <= i < len(all_fams)]
         if bad:
             raise CLIError(
@@ -471,17 +575,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "evaluate needs activations: --activations FILE (.pt/.safetensors) or --synthetic "
             "(the demo family's synthetic generator)"
         )
+    prepare_out(args.out, create=False)
+    raw = read_activation_file(args.activations) if args.activations else None
     out = prepare_out(args.out)
     saes = load_all(args, args.saes)
     from sae_lens_stitch.checks import check_compatible
     from sae_lens_stitch.classify import describe_sae
     from sae_lens_stitch.evaluation import evaluate
+    from sae_lens_stitch.provenance import content_hash
 
     for other in saes[1:]:
         check_compatible(saes[0], other)
     d_in = saes[0].cfg.d_in
-    if args.activations:
-        acts = read_activations(args.activations, d_in)
+    if raw is not None:
+        acts = fit_activations(raw, args.activations, d_in)
     else:
         acts = _synthetic_activations(args.n_tokens, args.seed)
         if acts.shape[-1] != d_in:
@@ -494,7 +601,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for source, sae in zip(args.saes, saes, strict=True):
         m = evaluate(sae, acts)
         results.append(
-            {"source": source, "sae": describe_sae(sae), "metrics": m.model_dump(mode="json")}
+            {
+                "source": source,
+                "sae": describe_sae(sae),
+                "content_hash": content_hash(sae),
+                "metrics": m.model_dump(mode="json"),
+            }
         )
         lines.append(
             f"{source}: d_sae {m.d_sae}, MSE {m.mse.value:.4g}, FVU {m.fvu.value:.4f}, "
@@ -518,12 +630,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from sae_lens_stitch.publish import push_to_hub
 
     sae = load_sae(str(folder.absolute()), device=args.device)
-    metrics = None
-    if args.metrics:
-        mpath = Path(args.metrics).expanduser()
-        if not mpath.is_file():
-            raise CLIError(f"metrics file {args.metrics!r} does not exist")
-        metrics = json.loads(mpath.read_text())
+    metrics = read_metrics(args.metrics, sae, folder) if args.metrics else None
     result = push_to_hub(
         sae,
         args.repo,
@@ -541,6 +648,43 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_metrics(path_text: str, sae: Any, folder: Path) -> dict[str, Any]:
+    """The metrics for ``sae`` (saved in ``folder``) from a JSON file: either one SAE's metrics
+    (an object) or the output of ``sae-stitch evaluate``, whose entry for this SAE is picked by
+    content hash (or, for files without hashes, by source folder)."""
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise CLIError(f"metrics file {path_text!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CLIError(f"metrics file {path_text!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CLIError(f"metrics file {path_text!r} must hold a JSON object")
+    results = data.get("results")
+    if not isinstance(results, list):
+        return data
+    from sae_lens_stitch.provenance import content_hash
+
+    entries = [r for r in results if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+    digest = content_hash(sae)
+    found = [r for r in entries if r.get("content_hash") == digest]
+    if not found and not any("content_hash" in r for r in entries):
+        here = folder.expanduser().resolve()
+        found = [
+            r
+            for r in entries
+            if isinstance(r.get("source"), str) and Path(r["source"]).expanduser().resolve() == here
+        ]
+    if not found:
+        listed = ", ".join(repr(r.get("source")) for r in entries) or "none"
+        raise CLIError(
+            f"metrics file {path_text!r} is an 'evaluate' output with no entry for the SAE in "
+            f"{str(folder)!r} (its SAEs: {listed}); evaluate this SAE, or pass one SAE's metrics"
+        )
+    return found[0]["metrics"]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.out is None:
         args.out = "runs/demo"
@@ -549,7 +693,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sae_lens_stitch.demo.pipeline import run_demo
 
     result = run_demo(
-        args.out, retrain=args.retrain, push=args.push, quick=args.quick, endpoint=args.endpoint
+        args.out,
+        retrain=args.retrain,
+        push=args.push,
+        quick=args.quick,
+        endpoint=args.endpoint,
+        overwrite=args.overwrite,
     )
     payload = result.model_dump(mode="json")
     emit(args, payload, result.lines())
@@ -617,6 +766,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
+        p.add_argument(
+            "--no-progress",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="hide progress bars (also SAE_STITCH_NO_PROGRESS=1)",
+        )
         return p
 
     p = add(
@@ -672,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="family numbers to swap, as listed by 'families' (e.g. 0,2,5-9; default: all)",
     )
     _threshold(p)
+    _weights(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p, out_default=None, out_help="folder to save the swapped SAE to (SAE-Lens layout)")
 
@@ -723,6 +879,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--retrain", action="store_true", help="train the family again first (minutes)")
     p.add_argument("--push", metavar="REPO", help="publish the Frankenstein SAE to this Hub repo")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --push: replace the SAE's existing folder in the repo",
+    )
     p.add_argument("--quick", action="store_true", help="reduced setting (fewer tokens; for tests)")
     p.add_argument("--endpoint", help="Hub endpoint URL for --push (default: HF_ENDPOINT)")
     p.add_argument("--json", action="store_true", help="also print the result as JSON on stdout")
@@ -743,6 +904,15 @@ def _validate(args: argparse.Namespace) -> None:
         raise CLIError(f"frankenstein needs at least two SAEs, got {len(args.saes)}")
     if args.command == "evaluate" and args.n_tokens < 1:
         raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
+    path_in_repo = getattr(args, "path_in_repo", None)
+    if path_in_repo is not None and not path_in_repo.strip("/ "):
+        raise CLIError(
+            f"--path-in-repo {path_in_repo!r} is empty; leave it out for the default folder"
+        )
+    if args.command == "demo" and args.overwrite and not args.push:
+        raise CLIError("--overwrite only applies with --push REPO")
+    if getattr(args, "device", "cpu") != "cpu":
+        check_device(args.device)
 
 
 def _one_line(err: BaseException) -> str:
@@ -752,21 +922,61 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+_CLI_WORDING = (
+    ("pass overwrite=True", "pass --overwrite"),
+    ("another path_in_repo", "another --path-in-repo"),
+    ("pass token=..., set HF_TOKEN, or run", "set HF_TOKEN or run"),
+    ("(token=... or HF_TOKEN / `hf auth login`)", "(set HF_TOKEN or run `hf auth login`)"),
+    ("(token=... or HF_TOKEN)", "(set HF_TOKEN or run `hf auth login`)"),
+)
+"""Library wording (argument names) -> the command line's (options; never a token on it)."""
+
+
+def cli_wording(message: str) -> str:
+    """``message`` with the library's argument names replaced by the CLI's options."""
+    for api, cli in _CLI_WORDING:
+        message = message.replace(api, cli)
+    return message
+
+
+def _silence_progress() -> None:
+    os.environ["SAE_STITCH_NO_PROGRESS"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def _quiet_broken_pipe() -> int:
+    """Standard output was closed by the reader (``| head``): stop quietly, as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_progress:
-        os.environ["SAE_STITCH_NO_PROGRESS"] = "1"
+        _silence_progress()
     try:
         _validate(args)
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (CLIError, ValueError, FileExistsError, FileNotFoundError, OSError, RuntimeError) as err:
         if args.debug:
             traceback.print_exc()
-        print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"{PROG}: error: {cli_wording(_one_line(err))}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -1,10 +1,10 @@
 """Model cards for SAEs pushed to the Hub.
 
-The card's YAML front matter carries ``library_name: saelens``, tags, ``base_model`` (when the
-model name maps to a Hub model), and under ``sae_lens_stitch.saes`` one entry per SAE in the
-repo: its path, model, hook, architecture, widths, parent SAEs (with the commit sha each was
-downloaded at and how many latents came from it), the operations with their thresholds, and
-metrics when given. The body's section between the ``sae-lens-stitch`` markers is regenerated
+The card's YAML front matter carries ``library_name: saelens``, tags, ``base_model`` (only when
+every SAE's model name maps to the same Hub model), and under ``sae_lens_stitch.saes`` one
+entry per SAE in the repo: its path, model, hook, architecture, widths, parent SAEs (with the
+commit sha each was downloaded at and how many latents came from it), the operations with
+their thresholds, and metrics when given (rendered as a metric / value / better table). The body's section between the ``sae-lens-stitch`` markers is regenerated
 from those entries on every push; everything else in an existing card is kept.
 """
 
@@ -115,6 +115,34 @@ def _parent_name(parent: Mapping[str, Any]) -> str:
     return f"`{parent.get('key', '?')}`"
 
 
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value.replace("|", "\\|")
+    return json.dumps(value).replace("|", "\\|")
+
+
+def metric_rows(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(metric, value, better)`` rows of a metrics mapping: ``{"value", "better"}`` entries
+    give their direction, nested mappings are flattened to ``outer.inner`` names."""
+    rows: list[tuple[str, str, str]] = []
+    for name, value in metrics.items():
+        label = f"{prefix}{name}"
+        if isinstance(value, Mapping) and "value" in value:
+            better = value.get("better")
+            rows.append((label, _format_value(value["value"]), str(better) if better else "-"))
+        elif isinstance(value, Mapping):
+            rows += metric_rows(value, prefix=f"{label}.")
+        else:
+            rows.append((label, _format_value(value), "-"))
+    return rows
+
+
 def _render_entry(repo_id: str, entry: Mapping[str, Any]) -> list[str]:
     path = entry.get("path", ".")
     lines = [
@@ -144,10 +172,8 @@ def _render_entry(repo_id: str, entry: Mapping[str, Any]) -> list[str]:
         )
     metrics = entry.get("metrics")
     if isinstance(metrics, Mapping) and metrics:
-        lines += ["", "| metric | value |", "|---|---|"]
-        for name, value in metrics.items():
-            shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-            lines.append(f"| {name} | {shown} |")
+        lines += ["", "| metric | value | better |", "|---|---:|---|"]
+        lines += [f"| {n} | {v} | {b} |" for n, v, b in metric_rows(metrics)]
     lines += ["", "Load it with SAE-Lens:", "", "```python"]
     if not entry.get("loadable_by_plain_sae_lens", True):
         lines.append(
@@ -205,11 +231,13 @@ def update_card(existing: str | None, repo_id: str, entry: Mapping[str, Any]) ->
         if tag not in tags:
             tags.append(tag)
     data["tags"] = tags
-    if not data.get("base_model"):
-        models = {hub_model_id(e.get("model_name")) for e in entries}
-        models.discard(None)
-        if len(models) == 1:
+    models = {hub_model_id(e.get("model_name")) for e in entries}
+    if len(models) == 1 and None not in models:
+        if not data.get("base_model"):
             data["base_model"] = models.pop()
+    elif isinstance(data.get("base_model"), str) and data.get("base_model") in models:
+        # set by an earlier push; the SAEs no longer share one Hub model
+        data.pop("base_model")
 
     text = card.text or ""
     generated = render_section(repo_id, entries)

@@ -222,7 +222,9 @@ def push_to_hub(
     :class:`OfflineError` (HF_HUB_OFFLINE set or the Hub unreachable),
     :class:`SourceNotFoundError` (no such branch), :class:`RoundTripMismatchError` (the saved SAE
     does not reload identically) and :class:`HubError` (anything else the Hub refuses)."""
-    folder = _check_destination(repo_id, path_in_repo or default_path_in_repo(sae))
+    folder = _check_destination(
+        repo_id, default_path_in_repo(sae) if path_in_repo is None else path_in_repo
+    )
     if _hub.is_offline():
         raise OfflineError(f"cannot push to {repo_id}: offline mode is on; {_hub.OFFLINE_HINT}")
     secret = _resolve_token(token)

@@ -345,6 +345,73 @@ def test_push_to_stand_in_hub(
         result = json.loads(out)
         assert result["repo_id"] == "me/stitched"
         assert any(f.endswith("cfg.json") for f in hub.files("me/stitched"))
+        # a second push to the same folder names the CLI's options
+        code, _, err = call(
+            capsys, "push", str(tmp_path / "st"), "me/stitched", "--endpoint", hub.url
+        )
+        assert code == 1 and err.count("\n") == 1
+        assert "--overwrite" in err and "--path-in-repo" in err and "overwrite=True" not in err
+        # metrics from a multi-SAE 'evaluate' output: this SAE's entry only, as a table
+        code, _, err = call(
+            capsys,
+            "evaluate",
+            p["small"],
+            str(tmp_path / "st"),
+            "--activations",
+            p["acts_pt"],
+            "--out",
+            str(tmp_path / "ev"),
+        )
+        assert code == 0, err
+        for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "SAE_STITCH_NO_PROGRESS"):
+            monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+        code, out, err = call(
+            capsys,
+            "push",
+            str(tmp_path / "st"),
+            "me/stitched",
+            "--endpoint",
+            hub.url,
+            "--path-in-repo",
+            "with_metrics",
+            "--metrics",
+            str(tmp_path / "ev" / "evaluation.json"),
+            "--no-progress",
+        )
+        assert code == 0, err
+        from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+
+        assert are_progress_bars_disabled()
+        enable_progress_bars()
+        card = hub.files("me/stitched")["README.md"].decode()
+        st_d_sae = SAE.load_from_disk(tmp_path / "st").cfg.d_sae
+        assert f"| d_sae | {st_d_sae} | - |" in card and "| fvu | " in card
+        assert "| metric | value | better |" in card and '"results"' not in card
+        code, _, err = call(
+            capsys,
+            "evaluate",
+            p["small"],
+            p["large"],
+            "--activations",
+            p["acts_pt"],
+            "--out",
+            str(tmp_path / "ev2"),
+        )
+        assert code == 0, err
+        code, _, err = call(
+            capsys,
+            "push",
+            str(tmp_path / "st"),
+            "me/stitched",
+            "--endpoint",
+            hub.url,
+            "--path-in-repo",
+            "other",
+            "--metrics",
+            str(tmp_path / "ev2" / "evaluation.json"),
+        )
+        assert code == 1 and "no entry for the SAE" in err and err.count("\n") == 1
+        # token errors never suggest a token on the command line
         monkeypatch.setenv("HF_TOKEN", "hf_wrong")
         code, _, err = call(
             capsys,
@@ -356,6 +423,11 @@ def test_push_to_stand_in_hub(
             "--overwrite",
         )
         assert code == 1 and err.count("\n") == 1
+        assert "token=" not in err and "hf auth login" in err
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr("sae_lens_stitch.publish.get_token", lambda: None)
+        code, _, err = call(capsys, "push", str(tmp_path / "st"), "me/x", "--endpoint", hub.url)
+        assert code == 1 and "token=" not in err and "HF_TOKEN" in err and "hf auth login" in err
 
 
 # ----------------------------------------------------------------- bad input
@@ -412,3 +484,202 @@ def test_parse_indices() -> None:
     for bad in ("", "a", "5-2", "1.5"):
         with pytest.raises(CLIError):
             parse_indices(bad)
+
+
+# ----------------------------------------------------------------- new-user trial fixes
+
+
+def _one_error_line(res: subprocess.CompletedProcess[str]) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sae-stitch: error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def test_bad_options_fail_before_loading_with_one_line(
+    saes: dict[str, Any], tmp_path: Path
+) -> None:
+    """Checks that need no SAE: device, explicit empty lists, duplicate families, empty
+    path-in-repo, bad activation files; --no-progress is accepted after the subcommand."""
+    p = saes["paths"]
+    torch.save(torch.tensor([[float("nan"), 1.0], [float("inf"), 2.0]]), tmp_path / "nan.pt")
+    (tmp_path / "garbage.pt").write_text("definitely not a torch file")
+    (tmp_path / "garbage.safetensors").write_text("nor a safetensors one")
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "empty.json").write_text("[]")
+    out = str(tmp_path / "o")
+    pair = (p["small"], p["large"])
+    cases: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+        (("classify", *pair, "--device", "banana", "--out", out), ("invalid --device", "banana")),
+        (("stitch", *pair, "--indices", "", "--out", out, "--no-progress"), ("no indices",)),
+        (("swap", *pair, "--families", "", "--out", out), ("no indices",)),
+        (
+            ("stitch", *pair, "--indices", f"@{tmp_path / 'empty.txt'}", "--out", out),
+            ("empty.txt", "empty"),
+        ),
+        (
+            ("stitch", *pair, "--indices", f"@{tmp_path / 'empty.json'}", "--out", out),
+            ("empty.json", "empty list"),
+        ),
+        (("swap", *pair, "--families", "2,2,3,0-3", "--out", out), ("[2, 3]", "more than once")),
+        (("push", p["large"], "me/repo", "--path-in-repo", ""), ("--path-in-repo", "empty")),
+        (
+            ("evaluate", p["small"], "--activations", str(tmp_path / "nan.pt"), "--out", out),
+            ("nan.pt", "2 non-finite"),
+        ),
+        (
+            ("evaluate", p["small"], "--activations", str(tmp_path / "garbage.pt"), "--out", out),
+            ("garbage.pt", "not a PyTorch file"),
+        ),
+        (
+            (
+                "evaluate",
+                p["small"],
+                "--activations",
+                str(tmp_path / "garbage.safetensors"),
+                "--out",
+                out,
+            ),
+            ("garbage.safetensors", "not a valid safetensors file"),
+        ),
+        (("demo", "--overwrite"), ("--push",)),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(
+            (("classify", *pair, "--device", "cuda", "--out", out), ("'cuda'", "not available"))
+        )
+    for argv, needles in cases:
+        res = run_cli(*argv)
+        assert res.returncode == 1, (argv, res.stderr)
+        line = _one_error_line(res)
+        assert "corrupt or truncated" not in line
+        for needle in needles:
+            assert needle in line, (argv, line)
+    assert not Path(out).exists()
+
+
+def test_topk_stitch_notes_block_topk_and_json_stays_clean(tmp_path: Path) -> None:
+    small, large = related_pair("topk", n_small=6, n_novel=3, d_in=8)
+    small.save_model(tmp_path / "small")
+    large.save_model(tmp_path / "large")
+    res = run_cli(
+        "stitch",
+        str(tmp_path / "small"),
+        str(tmp_path / "large"),
+        "--out",
+        str(tmp_path / "st"),
+        "--json",
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["architecture"] == "block_topk"
+    notes = res.stderr.strip().splitlines()
+    assert len(notes) == 1 and "import sae_lens_stitch.block_topk" in notes[0]
+
+
+def test_closed_stdout_exits_quietly(saes: dict[str, Any], tmp_path: Path) -> None:
+    """``sae-stitch ... --json | head -1``: the reader goes away; no error message."""
+    p = saes["paths"]
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "sae_lens_stitch.cli"]
+    proc = subprocess.Popen(
+        [*cmd, "families", p["small"], p["large"], "--out", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SAE_STITCH_NO_PROGRESS": "1"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read()
+    code = proc.wait(timeout=300)
+    assert err == "" and code == 141, (code, err)
+
+
+def test_families_numbers_and_swap_weights_agree(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sae_lens_stitch import feature_families, load_sae
+
+    p = saes["paths"]
+    code, out, _ = call(
+        capsys, "families", p["small"], p["large"], "--weights", "encoder", "--out", str(tmp_path)
+    )
+    assert code == 0
+    listed = json.loads((tmp_path / "families.json").read_text())["families"]
+    assert [f["family"] for f in listed] == list(range(len(listed)))
+    last = len(listed) - 1
+    code, out, err = call(
+        capsys,
+        "swap",
+        p["small"],
+        p["large"],
+        "--weights",
+        "encoder",
+        "--families",
+        str(last),
+        "--out",
+        str(tmp_path / "sw"),
+        "--json",
+    )
+    assert code == 0, err
+    small, large = load_sae(p["small"]), load_sae(p["large"])
+    ref = feature_families(small, large, weights="encoder")[last]
+    assert ref != feature_families(small, large)[last]  # the choice of weights matters here
+    assert ref.small_indices == listed[last]["small_indices"]
+    d_sae = json.loads(out)["d_sae"]
+    assert d_sae == 12 - len(ref.small_indices) + len(ref.large_indices)
+
+
+def test_demo_push_refuses_existing_folder_without_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub_server import HubServer
+    from huggingface_hub import HfApi, constants
+
+    from sae_lens_stitch import frankenstein
+    from sae_lens_stitch.demo.data import load_family
+    from sae_lens_stitch.publish import default_path_in_repo
+
+    folder = default_path_in_repo(frankenstein(load_family().saes))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    token = "hf_test_token_demo_overwrite"
+    with HubServer(token=token, max_lifetime_s=300) as hub:
+        monkeypatch.setenv("HF_TOKEN", token)
+        api = HfApi(endpoint=hub.url, token=token)
+        api.create_repo("me/demo")
+        api.upload_file(path_or_fileobj=b"{}", path_in_repo=f"{folder}/cfg.json", repo_id="me/demo")
+        code, _, err = call(
+            capsys,
+            "demo",
+            "--quick",
+            "--out",
+            str(tmp_path / "d"),
+            "--push",
+            "me/demo",
+            "--endpoint",
+            hub.url,
+        )
+        assert code == 1 and err.count("\n") == 1, err
+        assert folder in err and "--overwrite" in err and "overwrite=True" not in err
+        assert hub.files("me/demo")[f"{folder}/cfg.json"] == b"{}"
+
+
+def test_cli_wording_names_options_never_a_token_argument() -> None:
+    from sae_lens_stitch.cli import cli_wording
+
+    text = cli_wording(
+        "me/r already has 'x' at main (1 file(s), e.g. x/cfg.json); pass overwrite=True to "
+        "replace it or choose another path_in_repo"
+    )
+    assert "--overwrite" in text and "--path-in-repo" in text and "overwrite=True" not in text
+    for message in (
+        "pushing needs a Hugging Face token with write access: pass token=..., set HF_TOKEN, "
+        "or run `hf auth login`",
+        "cannot push to x: the Hub rejected the token (401); pass a valid token "
+        "(token=... or HF_TOKEN / `hf auth login`)",
+        "cannot load x: the repo does not exist or is private; check the repo id, "
+        "or pass a token with access (token=... or HF_TOKEN)",
+    ):
+        text = cli_wording(message)
+        assert "token=" not in text and "HF_TOKEN" in text and "hf auth login" in text

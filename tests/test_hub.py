@@ -383,3 +383,40 @@ def test_live_push_and_load_back(stitched: Any):
         assert torch.equal(loaded(x), stitched(x))
     assert get_provenance(loaded) == get_provenance(stitched)
     assert yaml.safe_load is not None
+
+
+def test_base_model_only_when_every_sae_maps_to_one_hub_model() -> None:
+    from sae_lens_stitch.model_card import update_card
+
+    gpt2 = {"path": "a", "model_name": "gpt2-small"}
+    card = update_card(None, REPO, gpt2)
+    assert front_matter(card)["base_model"] == "gpt2"  # type: ignore[index]
+    mixed = update_card(card, REPO, {"path": "b", "model_name": "synthetic-hierarchy"})
+    assert "base_model" not in front_matter(mixed)  # type: ignore[operator]
+    assert len(front_matter(mixed)["sae_lens_stitch"]["saes"]) == 2  # type: ignore[index]
+    alone = update_card(None, REPO, {"path": "b", "model_name": "synthetic-hierarchy"})
+    assert "base_model" not in front_matter(alone)  # type: ignore[operator]
+    # a base_model the owner wrote that no SAE maps to is left alone
+    own = "---\nbase_model: someone/custom-model\n---\nnotes\n"
+    kept = update_card(own, REPO, {"path": "c", "model_name": "gpt2-small"})
+    kept = update_card(kept, REPO, {"path": "d", "model_name": "synthetic-hierarchy"})
+    assert front_matter(kept)["base_model"] == "someone/custom-model"  # type: ignore[index]
+
+
+def test_card_renders_metrics_as_a_table(stitched: Any) -> None:
+    from sae_lens_stitch.evaluation import evaluate
+    from sae_lens_stitch.model_card import card_entry, update_card
+
+    metrics = evaluate(stitched, torch.randn(64, stitched.cfg.d_in))
+    text = update_card(None, REPO, card_entry(stitched, "s", metrics=metrics))
+    assert "| metric | value | better |" in text
+    assert f"| fvu | {metrics.fvu.value:.4g} | lower |" in text
+    assert f"| explained_variance | {metrics.explained_variance.value:.4g} | higher |" in text
+    assert f"| d_sae | {stitched.cfg.d_sae} | - |" in text
+    assert '{"value"' not in text
+
+
+def test_empty_path_in_repo_is_refused(hub: HubServer, stitched: Any) -> None:
+    with pytest.raises(InvalidDestinationError, match="path_in_repo ''"):
+        _push(hub, stitched, path_in_repo="")
+    assert not hub.state.requests or all("/commit/" not in p for _, p in hub.state.requests)

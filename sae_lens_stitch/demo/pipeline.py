@@ -350,6 +350,7 @@ def run_demo(
     recipe: TrainingRecipe | None = None,
     endpoint: str | None = None,
     show_progress: bool | None = None,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Run the whole method on the demo family and write the report into ``out_dir``
     (created with its parents): ``report.{json,md,html}``, ``plots/``, ``demo.json`` and the
@@ -357,7 +358,8 @@ def run_demo(
     again into ``out_dir/family`` (minutes) and uses it; ``family`` names another family folder;
     ``push`` publishes the Frankenstein SAE to that Hub repo; ``quick`` uses fewer tokens;
     ``recipe`` overrides the training recipe used with ``retrain``; ``endpoint`` the Hub
-    endpoint used with ``push``."""
+    endpoint used with ``push``. Like :func:`~sae_lens_stitch.publish.push_to_hub`, ``push``
+    refuses to replace the SAE's existing folder in the repo unless ``overwrite``."""
     start = time.perf_counter()
     out = Path(out_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -455,7 +457,7 @@ def run_demo(
         from sae_lens_stitch.publish import push_to_hub
 
         pushed = push_to_hub(
-            frank, push, metrics=m_fr, overwrite=True, endpoint=endpoint
+            frank, push, metrics=m_fr, overwrite=overwrite, endpoint=endpoint
         ).model_dump(mode="json")
     result = DemoResult(
         out_dir=str(out),
