@@ -30,6 +30,8 @@ decoder-norm rescaling is honoured. SAEs with run-time activation normalisation
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,8 +103,10 @@ def inserted_encoder(
     donor: SAE[Any], mode: InsertedActivations = "alone"
 ) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """An encode function giving each donor latent the activation it has once inserted
-    (see the module docstring). For TopK donors in ``alone`` mode, the donor's activation
-    function is swapped for the element-wise one while the context is open, then restored."""
+    (see the module docstring). For TopK donors in ``alone`` mode it is the encode of a shallow
+    view of the donor (shared parameters, its own submodule table) whose activation function
+    is the element-wise one; the donor itself is never modified, so ``donor`` may also be the
+    base of the same computation."""
     rule = get_rule(donor)
     if rule.exact or mode == "in_donor":
         yield donor.encode
@@ -112,12 +116,10 @@ def inserted_encoder(
         raise UnsupportedSAEError(
             f"no single-latent semantics for inexact architecture {donor.cfg.architecture()!r}"
         )
-    original = donor.activation_fn
-    donor.activation_fn = nn.ReLU() if selection == "topk" else nn.Identity()
-    try:
-        yield donor.encode
-    finally:
-        donor.activation_fn = original
+    view = copy.copy(donor)
+    view._modules = dict(donor._modules)  # own submodule table: parameters stay shared
+    view.activation_fn = nn.ReLU() if selection == "topk" else nn.Identity()
+    yield view.encode
 
 
 class ProxyAgreement(BaseModel):

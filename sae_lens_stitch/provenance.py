@@ -157,20 +157,35 @@ class Provenance(BaseModel):
         )
 
 
-_HASH_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = (
+_HashEntry = tuple[str, Any, int, int]
+"""(name, weakref to the tensor, its data pointer, its version counter)."""
+
+_HASH_CACHE: weakref.WeakKeyDictionary[Any, tuple[list[_HashEntry], str]] = (
     weakref.WeakKeyDictionary()
 )
-"""sae -> (signature of its tensors, hash). The signature holds each tensor's storage pointer and
-version counter, which any in-place change bumps, so a cached hash is never stale."""
+"""sae -> ([entry per state-dict tensor], hash). A cached hash is used only while every entry
+is the very tensor object that was hashed (identity, not address: a freed tensor's storage may
+be reused by a new one), on the same storage (``param.data = ...`` swaps it) and at the same
+version (any in-place change bumps it)."""
+
+
+def _entry(name: str, tensor: torch.Tensor) -> _HashEntry:
+    return (name, weakref.ref(tensor), tensor.data_ptr(), tensor._version)
+
+
+def _still_valid(entries: list[_HashEntry], state: list[tuple[str, torch.Tensor]]) -> bool:
+    return len(entries) == len(state) and all(
+        name == s_name and ref() is tensor and tensor.data_ptr() == ptr and tensor._version == ver
+        for (name, ref, ptr, ver), (s_name, tensor) in zip(entries, state, strict=True)
+    )
 
 
 def content_hash(sae: SAE[Any]) -> str:
     """sha256 over the SAE's architecture, shapes and weights (in state-dict order); cached per
     SAE until a tensor is modified or replaced."""
-    state = sorted(sae.state_dict().items())
-    signature = tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in state)
+    state = sorted(sae.state_dict(keep_vars=True).items())
     cached = _HASH_CACHE.get(sae)
-    if cached is not None and cached[0] == signature:
+    if cached is not None and _still_valid(cached[0], state):
         return cached[1]
     h = hashlib.sha256(sae.cfg.architecture().encode())
     for name, tensor in state:
@@ -178,7 +193,7 @@ def content_hash(sae: SAE[Any]) -> str:
         h.update(str(tuple(tensor.shape)).encode())
         h.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
     digest = h.hexdigest()
-    _HASH_CACHE[sae] = (signature, digest)
+    _HASH_CACHE[sae] = ([_entry(name, t) for name, t in state], digest)
     return digest
 
 

@@ -117,7 +117,9 @@ def check_round_trip(sae: SAE[Any], folder: Path, *, n_tokens: int = ROUND_TRIP_
         )
     gen = torch.Generator().manual_seed(0)
     x_ND = torch.randn(n_tokens, sae.cfg.d_in, generator=gen).to(device, sae.W_dec.dtype)
-    x_ND = x_ND * sae.W_dec.detach().norm(dim=-1).mean().clamp_min(1e-6) + sae.b_dec.detach()
+    x_ND = x_ND * sae.W_dec.detach().norm(dim=-1).mean().clamp_min(1e-6)
+    if sae.b_dec.shape[-1] == sae.cfg.d_in:  # centre on b_dec (a transcoder's b_dec is d_out)
+        x_ND = x_ND + sae.b_dec.detach()
     was_training = sae.training
     # hook_z SAEs reshape (..., heads, d_head) inputs and remember d_head: compare on flat
     # inputs with reshaping off, and put the original's reshaping state back afterwards.

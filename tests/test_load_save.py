@@ -300,3 +300,13 @@ def test_parse_source_imports_nothing_heavy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_round_trip_check_of_a_transcoder_with_another_output_size(tmp_path: Path) -> None:
+    from sae_lens.saes import Transcoder, TranscoderConfig
+
+    from sae_lens_stitch.publish import check_round_trip
+
+    tc = Transcoder(TranscoderConfig(d_in=12, d_sae=16, d_out=10, apply_b_dec_to_input=False))
+    save_sae(tc, tmp_path / "tc")
+    assert check_round_trip(tc, tmp_path / "tc") == 0.0

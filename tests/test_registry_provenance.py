@@ -107,3 +107,18 @@ def test_content_hash_cache_follows_in_place_changes() -> None:
     with torch.no_grad():
         sae.W_dec[0, 0] = original
     assert content_hash(sae) == first
+
+
+def test_content_hash_cache_follows_replaced_tensors() -> None:
+    from sae_lens_stitch.provenance import content_hash
+
+    sae = make_sae("standard", 5, 8)
+    first = content_hash(sae)
+    replacement = sae.W_dec.detach().clone()
+    replacement[0, 0] += 1.0
+    sae.load_state_dict({**sae.state_dict(), "W_dec": replacement}, assign=True)
+    second = content_hash(sae)
+    assert second != first
+    with torch.no_grad():
+        sae.W_enc.data = sae.W_enc.data.clone() * 2
+    assert content_hash(sae) != second
