@@ -31,7 +31,6 @@ decoder-norm rescaling is honoured. SAEs with run-time activation normalisation
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
