@@ -180,6 +180,11 @@ def _dead_mask(
     use_stored_sparsity: bool,
     show_progress: bool | None,
 ) -> torch.Tensor | None:
+    if dead_mask is not None and tuple(dead_mask.shape) != (large.cfg.d_sae,):
+        raise ValueError(
+            f"dead_mask must have shape ({large.cfg.d_sae},), one entry per large latent; "
+            f"got {tuple(dead_mask.shape)}"
+        )
     masks: list[torch.Tensor] = [] if dead_mask is None else [dead_mask.cpu().bool()]
     if activations is not None:
         masks.append(

@@ -244,7 +244,11 @@ def sparse_activations(
     full one."""
     dev = sae.W_dec.device
     n_p = indices_P.numel()
-    if 0 < n_p <= _SUBSET_FRACTION * sae.cfg.d_sae and get_rule(sae).exact:
+    if n_p == 0:  # nothing to collect: no pass over the activations
+        return _SparseCollector(indices_P, sae.cfg.d_sae, dev).build(
+            decoder_directions(sae, indices_P)
+        )
+    if n_p <= _SUBSET_FRACTION * sae.cfg.d_sae and get_rule(sae).exact:
         from sae_lens_stitch.surgery import assemble
 
         sae = assemble(

@@ -369,8 +369,10 @@ def evaluate_with_model(
         raise ValueError("the SAE has no cfg.metadata.hook_name; pass hook_name=")
     if hook not in model.hook_dict:
         raise ValueError(f"hook {hook!r} is not a hook point of the model")
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must be [batch, seq] with seq >= 2; got {tuple(tokens.shape)}")
+    if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 2:
+        raise ValueError(
+            f"tokens must be [batch, seq] with batch >= 1 and seq >= 2; got {tuple(tokens.shape)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     sums = {"clean": 0.0, "sae": 0.0, "abl": 0.0, "kl_sae": 0.0, "kl_abl": 0.0}

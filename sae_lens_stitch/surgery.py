@@ -16,7 +16,12 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
-from sae_lens_stitch.classify import DEFAULT_THRESHOLD, classify_features, describe_sae
+from sae_lens_stitch.classify import (
+    DEFAULT_THRESHOLD,
+    FeatureCategory,
+    classify_features,
+    describe_sae,
+)
 from sae_lens_stitch.errors import InvalidIndicesError
 from sae_lens_stitch.evaluation import ActivationsLike
 from sae_lens_stitch.families import FeatureFamily, feature_families
@@ -106,6 +111,17 @@ def assemble(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE
     base_prov = provenances.get(id(base)) or get_provenance(base)
     sources.update(base_prov.sources)
     used = {origin.source for origin in latents}
+    donor_history = {
+        describe_sae(p.sae): [
+            op.model_dump(mode="json") for op in provenances[id(p.sae)].operations
+        ]
+        for p in parts
+        if p.sae is not base and provenances[id(p.sae)].operations
+    }
+    if donor_history:  # keep what was done to derived donors, not only to the base
+        operation = operation.model_copy(
+            update={"details": {**operation.details, "donor_operations": donor_history}}
+        )
     set_provenance(
         new,
         Provenance(
@@ -143,7 +159,8 @@ def stitch(
         )
         idx_P = classification.novel_indices
         chosen_by = "novel"
-        n_dead = classification.summary.n_dead
+        dead_L = classification.indices_of(FeatureCategory.DEAD)
+        n_dead = int((classification.max_cosine[dead_L] < threshold).sum())
     else:
         idx_P = check_indices(indices, donor.cfg.d_sae, what="donor indices")
         chosen_by = "explicit"
@@ -224,9 +241,15 @@ def swap(
     return assemble(base, [Part(base, keep_mask.nonzero().flatten()), Part(donor, insert_P)], op)
 
 
-def frankenstein(saes: Sequence[SAE[Any]], *, threshold: float = DEFAULT_THRESHOLD) -> SAE[Any]:
+def frankenstein(
+    saes: Sequence[SAE[Any]],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    activations: ActivationsLike | None = None,
+) -> SAE[Any]:
     """Frankenstein's SAE: start from the smallest SAE and insert, width by width, the next
-    SAE's latents that are novel relative to the SAE built so far. ``saes`` is smallest first."""
+    SAE's latents that are novel relative to the SAE built so far. ``saes`` is smallest first.
+    With ``activations``, latents that never fire on them are not inserted (as in :func:`stitch`)."""
     if len(saes) < 2:
         raise ValueError(f"frankenstein needs at least two SAEs, got {len(saes)}")
     widths = [s.cfg.d_sae for s in saes]
@@ -238,7 +261,7 @@ def frankenstein(saes: Sequence[SAE[Any]], *, threshold: float = DEFAULT_THRESHO
     current = saes[0]
     inserted: list[int] = []
     for donor in saes[1:]:
-        current = stitch(current, donor, threshold=threshold)
+        current = stitch(current, donor, threshold=threshold, activations=activations)
         inserted.append(current.cfg.d_sae - sum(inserted) - saes[0].cfg.d_sae)
     prov = get_provenance(current)
     prov.operations.append(

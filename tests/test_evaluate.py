@@ -185,7 +185,9 @@ def test_dead_latents_classified_and_not_stitched() -> None:
     assert set(c.novel_indices.tolist()) == set(novel_before) - set(dead)
     stitched = stitch(small, large, activations=x)
     assert stitched.cfg.d_sae == small.cfg.d_sae + len(novel_before) - 1
-    assert get_provenance(stitched).operations[-1].details["n_dead_excluded"] == 2
+    # only the dead latent that would otherwise have been inserted (novel_before[0]) counts;
+    # latent 0 is dead too but is a reconstruction latent, never a candidate
+    assert get_provenance(stitched).operations[-1].details["n_dead_excluded"] == 1
     # without data: the stored sparsity marks never-firing latents
     log_sparsity = torch.full((large.cfg.d_sae,), -2.0)
     log_sparsity[dead] = -10.0
