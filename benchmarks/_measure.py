@@ -122,6 +122,38 @@ class Row:
     note: str = ""
 
 
+def ratio_row(
+    bench: str,
+    case: str,
+    variant: str,
+    m: Measurement,
+    ref: Measurement,
+    *,
+    baseline: str,
+    scale: float = 1.0,
+    goal_ratio: float | None = None,
+    note: str = "",
+) -> Row:
+    """A row for ``m`` (times multiplied by ``scale``, for extrapolated figures) as a ratio to
+    ``ref``; with ``goal_ratio``, the goal ``<= goal_ratio x baseline`` and whether the CPU-time
+    ratio meets it."""
+    ratio = m.cpu_seconds * scale / ref.cpu_seconds
+    return Row(
+        bench,
+        case,
+        variant,
+        m.seconds * scale,
+        m.cpu_seconds * scale,
+        m.peak_mib,
+        baseline=baseline,
+        ratio=ratio,
+        wall_ratio=m.seconds * scale / ref.seconds,
+        goal=None if goal_ratio is None else f"<= {goal_ratio}x {baseline}",
+        met=None if goal_ratio is None else ratio <= goal_ratio,
+        note=note,
+    )
+
+
 def fmt_row(row: Row) -> str:
     secs = "-" if row.seconds is None else f"{row.seconds:.3f}"
     cpu = "-" if row.cpu_seconds is None else f"{row.cpu_seconds:.3f}"

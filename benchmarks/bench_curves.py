@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks._measure import Row, measure_interleaved, print_rows
+from benchmarks._measure import Row, measure_interleaved, print_rows, ratio_row
 from benchmarks._saes import related_pair
 from benchmarks.bench_effects import forward_sse
 
@@ -58,30 +58,24 @@ def run(*, quick: bool, repeat: int) -> list[Row]:
     label = f"{n_small}->{swapped.cfg.d_sae} @{d_in}, {n_tok} tok"
     rows = [
         Row(NAME, label, "swapped SAE forward", ref.seconds, ref.cpu_seconds, ref.peak_mib),
-        Row(
+        ratio_row(
             NAME,
             label,
             "swap_curve (all points)",
-            ours.seconds,
-            ours.cpu_seconds,
-            ours.peak_mib,
+            ours,
+            ref,
             baseline="one forward",
-            ratio=ours.cpu_seconds / ref.cpu_seconds,
-            wall_ratio=ours.seconds / ref.seconds,
-            goal=f"<= {GOAL_RATIO}x one forward",
-            met=ours.cpu_seconds / ref.cpu_seconds <= GOAL_RATIO,
+            goal_ratio=GOAL_RATIO,
             note=f"{len(families)} families, {len(families) + 1} points, families given",
         ),
-        Row(
+        ratio_row(
             NAME,
             label,
             "recompute every point (extr.)",
-            rec.seconds * scale,
-            rec.cpu_seconds * scale,
-            rec.peak_mib,
+            rec,
+            ref,
             baseline="one forward",
-            ratio=rec.cpu_seconds * scale / ref.cpu_seconds,
-            wall_ratio=rec.seconds * scale / ref.seconds,
+            scale=scale,
             note=f"{n_points} points timed, x {scale:.0f}; "
             f"swap_curve is {rec.cpu_seconds * scale / ours.cpu_seconds:.0f}x faster",
         ),

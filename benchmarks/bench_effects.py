@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from sae_lens import SAE
 
-from benchmarks._measure import Row, measure_interleaved, print_rows
+from benchmarks._measure import Row, measure_interleaved, print_rows, ratio_row
 from benchmarks._saes import related_pair
 
 NAME = "effects"
@@ -69,30 +69,24 @@ def run(*, quick: bool, repeat: int) -> list[Row]:
     label = f"{n_base}<-{n_donor} @{d_in}, {n_tok} tok"
     rows = [
         Row(NAME, label, "donor encode+decode", ref.seconds, ref.cpu_seconds, ref.peak_mib),
-        Row(
+        ratio_row(
             NAME,
             label,
             "insert_effects (all)",
-            ours.seconds,
-            ours.cpu_seconds,
-            ours.peak_mib,
+            ours,
+            ref,
             baseline="encode+decode",
-            ratio=ours.cpu_seconds / ref.cpu_seconds,
-            wall_ratio=ours.seconds / ref.seconds,
-            goal=f"<= {GOAL_RATIO}x encode+decode",
-            met=ours.cpu_seconds / ref.cpu_seconds <= GOAL_RATIO,
+            goal_ratio=GOAL_RATIO,
             note="includes match_features(donor, base) for the cosine proxy",
         ),
-        Row(
+        ratio_row(
             NAME,
             label,
             "brute force (extrapolated)",
-            brute_m.seconds * scale,
-            brute_m.cpu_seconds * scale,
-            brute_m.peak_mib,
+            brute_m,
+            ref,
             baseline="encode+decode",
-            ratio=brute_m.cpu_seconds * scale / ref.cpu_seconds,
-            wall_ratio=brute_m.seconds * scale / ref.seconds,
+            scale=scale,
             note=f"{n_brute} latents timed, x {scale:.0f}; "
             f"insert_effects is {brute_m.cpu_seconds * scale / ours.cpu_seconds:.0f}x faster",
         ),

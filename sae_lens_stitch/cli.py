@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sae_lens_stitch._atomic import atomic_path, atomic_write_text
+
 PROG = "sae-stitch"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -129,9 +131,7 @@ def prepare_sae_out(out: str, overwrite: bool) -> Path:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def emit(args: argparse.Namespace, payload: Any, lines: Sequence[str]) -> None:
@@ -322,9 +322,8 @@ def _plot_histogram(
     ax.set_ylabel("latents")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 # ---------------------------------------------------------------------------- commands

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sae_lens_stitch._atomic import atomic_path
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, FeatureClassification
 from sae_lens_stitch.report import PlotFiles
 
@@ -39,14 +39,8 @@ def _save(fig: Figure, stem: str | os.PathLike[str], caption: str = "") -> PlotF
     out: dict[str, str] = {}
     for ext in ("png", "svg"):
         target = base.with_name(base.name + "." + ext)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=ext, dpi=120, bbox_inches="tight")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
         out[ext] = str(target)
     return PlotFiles(png=out["png"], svg=out["svg"], caption=caption)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sae_lens_stitch._atomic import atomic_write_bytes
 from sae_lens_stitch._version import __version__
 from sae_lens_stitch.classify import ClassificationSummary
 from sae_lens_stitch.curves import Curve, FrankensteinPlane
@@ -330,17 +331,6 @@ def render_html(report: StitchReport, plot_root: Path) -> str:
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "plot"
 
@@ -362,7 +352,7 @@ def _localise_plots(report: StitchReport, out: Path) -> dict[str, PlotFiles]:
             except ValueError:
                 dest = out / "plots" / f"{_safe(name)}{src.suffix}"
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomic(dest, src.read_bytes())
+                atomic_write_bytes(dest, src.read_bytes())
                 rel[ext] = dest.relative_to(out).as_posix()
         plots[name] = PlotFiles(png=rel["png"], svg=rel["svg"], caption=plot.caption)
     return plots

@@ -92,20 +92,26 @@ def _check_folder(folder: str, source: object) -> str:
     return folder
 
 
+def _one_revision(rev: str | None, revision: str | None, source: object) -> str | None:
+    """The revision from the string (``rev``) or the argument; both given must agree."""
+    if rev is not None and revision is not None and rev != revision:
+        raise _bad(
+            source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
+        )
+    return rev if rev is not None else revision
+
+
 def _parse_hub(text: str, source: object, revision: str | None) -> SAESource:
     body, rev = _split_revision(text[len(HF_PREFIX) :], source)
     parts = body.split("/")
     if len(parts) < 2 or not all(_REPO_PART.match(p) for p in parts[:2]):
         raise _bad(source, "a Hub source needs hf://OWNER/REPO")
-    if rev is not None and revision is not None and rev != revision:
-        raise _bad(
-            source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
-        )
+    chosen = _one_revision(rev, revision, source)
     return SAESource(
         kind="hub",
         repo_id="/".join(parts[:2]),
         folder=_check_folder("/".join(parts[2:]), source),
-        revision=rev if rev is not None else revision,
+        revision=chosen,
     )
 
 
@@ -114,15 +120,11 @@ def _parse_release(text: str, source: object, revision: str | None) -> SAESource
     sae_id, rev = _split_revision(rest, source)
     if not release.strip() or not sae_id.strip():
         raise _bad(source, "empty release or SAE id")
-    if rev is not None and revision is not None and rev != revision:
-        raise _bad(
-            source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
-        )
     return SAESource(
         kind="release",
         release=release.strip(),
         sae_id=sae_id.strip(),
-        revision=rev if rev is not None else revision,
+        revision=_one_revision(rev, revision, source),
     )
 
 

@@ -15,10 +15,16 @@ from sae_lens.saes import (
     GatedSAEConfig,
     JumpReLUSAE,
     JumpReLUSAEConfig,
+    JumpReLUTranscoder,
+    JumpReLUTranscoderConfig,
+    SkipTranscoder,
+    SkipTranscoderConfig,
     StandardSAE,
     StandardSAEConfig,
     TopKSAE,
     TopKSAEConfig,
+    Transcoder,
+    TranscoderConfig,
 )
 
 os.environ.setdefault("SAE_STITCH_NO_PROGRESS", "1")
@@ -31,6 +37,11 @@ ARCHS: dict[str, tuple[type[SAE[Any]], type[Any]]] = {
     "abstopk": (AbsTopKSAE, AbsTopKSAEConfig),
 }
 EXACT_ARCHS = ("standard", "jumprelu", "gated")
+TRANSCODER_ARCHS: dict[str, tuple[type[SAE[Any]], type[Any]]] = {
+    "transcoder": (Transcoder, TranscoderConfig),
+    "skip_transcoder": (SkipTranscoder, SkipTranscoderConfig),
+    "jumprelu_transcoder": (JumpReLUTranscoder, JumpReLUTranscoderConfig),
+}
 
 
 def make_sae(
@@ -104,3 +115,27 @@ def related_pair(
         )
         large.W_dec[: n_small * children] = rows
     return small, large
+
+
+def make_transcoder(architecture: str, d_sae: int, seed: int) -> SAE[Any]:
+    """A random SAE-Lens transcoder (d_in 12, d_out 10), every parameter drawn from ``seed``
+    and thresholds (JumpReLU) made non-negative."""
+    cls, cfg_cls = TRANSCODER_ARCHS[architecture]
+    sae = cls(cfg_cls(d_in=12, d_sae=d_sae, d_out=10, apply_b_dec_to_input=False))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        if hasattr(sae, "threshold"):
+            sae.threshold.abs_()
+    return sae
+
+
+def data_for(large: SAE[Any], n: int = 300, seed: int = 0) -> torch.Tensor:
+    """Activations built from the large SAE's decoder rows (sparse mixtures) plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    coef = torch.rand(n, large.cfg.d_sae, generator=gen) * (
+        torch.rand(n, large.cfg.d_sae, generator=gen) < 0.08
+    )
+    with torch.no_grad():
+        return coef @ large.W_dec + 0.05 * torch.randn(n, large.cfg.d_in, generator=gen)

@@ -6,20 +6,11 @@ import itertools
 
 import pytest
 import torch
-from conftest import related_pair
+from conftest import data_for, related_pair
 
 from sae_lens_stitch import classify_features, feature_families, stitch, swap
 from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
 from sae_lens_stitch.evaluation import evaluate
-
-
-def data_for(large, n: int = 300, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    coef = torch.rand(n, large.cfg.d_sae, generator=gen) * (
-        torch.rand(n, large.cfg.d_sae, generator=gen) < 0.08
-    )
-    with torch.no_grad():
-        return coef @ large.W_dec + 0.05 * torch.randn(n, large.cfg.d_in, generator=gen)
 
 
 def close(point, metrics) -> None:

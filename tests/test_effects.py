@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_sae, related_pair
+from conftest import data_for, make_sae, make_transcoder, related_pair
 
 from sae_lens_stitch import stitch
 from sae_lens_stitch.classify import FeatureCategory
 from sae_lens_stitch.effects import InsertEffectsSummary, auroc, insert_effects, proxy_agreement
 from sae_lens_stitch.errors import UnsupportedSAEError
 from sae_lens_stitch.evaluation import evaluate
-
-
-def data_for(large, n: int = 300, seed: int = 0) -> torch.Tensor:
-    """Activations built from the large SAE's decoder rows (sparse mixtures) plus noise."""
-    gen = torch.Generator().manual_seed(seed)
-    coef = torch.rand(n, large.cfg.d_sae, generator=gen) * (
-        torch.rand(n, large.cfg.d_sae, generator=gen) < 0.08
-    )
-    with torch.no_grad():
-        return coef @ large.W_dec + 0.05 * torch.randn(n, large.cfg.d_in, generator=gen)
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu", "gated", "topk", "abstopk"])
@@ -107,36 +97,11 @@ def test_topk_donor_activation_fn_restored() -> None:
     assert large.activation_fn is before
 
 
-def build_transcoder(arch: str, d_sae: int, seed: int):
-    from sae_lens.saes import (
-        JumpReLUTranscoder,
-        JumpReLUTranscoderConfig,
-        SkipTranscoder,
-        SkipTranscoderConfig,
-        Transcoder,
-        TranscoderConfig,
-    )
-
-    cls, cfg_cls = {
-        "transcoder": (Transcoder, TranscoderConfig),
-        "skip_transcoder": (SkipTranscoder, SkipTranscoderConfig),
-        "jumprelu_transcoder": (JumpReLUTranscoder, JumpReLUTranscoderConfig),
-    }[arch]
-    sae = cls(cfg_cls(d_in=12, d_sae=d_sae, d_out=10, apply_b_dec_to_input=False))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        if hasattr(sae, "threshold"):
-            sae.threshold.abs_()
-    return sae
-
-
 @pytest.mark.parametrize("arch", ["transcoder", "skip_transcoder", "jumprelu_transcoder"])
 def test_transcoders_with_targets(arch: str) -> None:
     from sae_lens_stitch.curves import insertion_curve
 
-    base, donor = build_transcoder(arch, 16, 1), build_transcoder(arch, 24, 2)
+    base, donor = make_transcoder(arch, 16, 1), make_transcoder(arch, 24, 2)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(200, 12, generator=gen)
     y = torch.randn(200, 10, generator=gen)

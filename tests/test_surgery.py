@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import EXACT_ARCHS, make_sae, related_pair
+from conftest import EXACT_ARCHS, TRANSCODER_ARCHS, make_sae, make_transcoder, related_pair
 from sae_lens import SAE
 
 from sae_lens_stitch import (
@@ -213,33 +213,8 @@ def test_saved_stitch_loads_in_plain_sae_lens(arch: str, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("arch", ["transcoder", "skip_transcoder", "jumprelu_transcoder"])
 def test_transcoder_stitch_is_exact(arch: str) -> None:
-    from sae_lens.saes import (
-        JumpReLUTranscoder,
-        JumpReLUTranscoderConfig,
-        SkipTranscoder,
-        SkipTranscoderConfig,
-        Transcoder,
-        TranscoderConfig,
-    )
-
-    classes = {
-        "transcoder": (Transcoder, TranscoderConfig),
-        "skip_transcoder": (SkipTranscoder, SkipTranscoderConfig),
-        "jumprelu_transcoder": (JumpReLUTranscoder, JumpReLUTranscoderConfig),
-    }
-    cls, cfg_cls = classes[arch]
-
-    def build(d_sae: int, seed: int) -> SAE[Any]:
-        sae = cls(cfg_cls(d_in=12, d_sae=d_sae, d_out=10, apply_b_dec_to_input=False))
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in sae.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-            if hasattr(sae, "threshold"):
-                sae.threshold.abs_()
-        return sae
-
-    base, donor = build(16, 1), build(24, 2)
+    cls, _ = TRANSCODER_ARCHS[arch]
+    base, donor = make_transcoder(arch, 16, 1), make_transcoder(arch, 24, 2)
     out = stitch(base, donor, [3, 20, 7])
     assert type(out) is cls
     x = x_for(base, 128)
