@@ -212,22 +212,46 @@ def iter_pairs(
 
 
 class VarianceAccumulator:
-    """Streaming sums for MSE and FVU (float64 on the CPU; see the module docstring)."""
+    """Streaming sums for MSE and FVU, kept in float64 on the device of the batches (so a GPU
+    evaluation does not copy every batch to the host); see the module docstring."""
 
     def __init__(self, d_in: int):
-        self.sum_x_D = torch.zeros(d_in, dtype=torch.float64)
-        self.sum_sq = 0.0
-        self.sse = 0.0
+        self.d_in = d_in
+        self._sum_x_D: torch.Tensor | None = None
+        self._sum_sq: torch.Tensor | None = None
+        self._sse: torch.Tensor | None = None
         self.n = 0
 
     def add(self, x_ND: torch.Tensor, x_hat_ND: torch.Tensor | None = None) -> None:
         """Add a batch of targets ``x_ND`` and (optionally) their reconstructions."""
-        x64 = x_ND.detach().to("cpu", torch.float64)
-        self.sum_x_D += x64.sum(dim=0)
-        self.sum_sq += float(x64.pow(2).sum())
+        dtype = torch.float32 if x_ND.device.type == "mps" else torch.float64  # no float64 on MPS
+        x64 = x_ND.detach().to(dtype)
+        if self._sum_x_D is None or self._sum_sq is None or self._sse is None:
+            self._sum_x_D = torch.zeros(self.d_in, dtype=dtype, device=x64.device)
+            self._sum_sq = torch.zeros((), dtype=dtype, device=x64.device)
+            self._sse = torch.zeros((), dtype=dtype, device=x64.device)
+        self._sum_x_D += x64.sum(dim=0)
+        self._sum_sq += x64.pow(2).sum()
         if x_hat_ND is not None:
-            self.sse += float((x64 - x_hat_ND.detach().to("cpu", torch.float64)).pow(2).sum())
+            self._sse += (x64 - x_hat_ND.detach().to(x64.device, dtype)).pow(2).sum()
         self.n += x64.shape[0]
+
+    @property
+    def sum_x_D(self) -> torch.Tensor:
+        """Per-dimension sum of the targets (float64, on the CPU)."""
+        if self._sum_x_D is None:
+            return torch.zeros(self.d_in, dtype=torch.float64)
+        return self._sum_x_D.to("cpu", torch.float64)
+
+    @property
+    def sum_sq(self) -> float:
+        """Sum of squared target entries."""
+        return 0.0 if self._sum_sq is None else float(self._sum_sq)
+
+    @property
+    def sse(self) -> float:
+        """Sum of squared reconstruction errors."""
+        return 0.0 if self._sse is None else float(self._sse)
 
     @property
     def total_variance(self) -> float:
