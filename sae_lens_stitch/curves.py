@@ -733,13 +733,12 @@ def frankenstein_plane(
     novel latents relative to the SAE built so far (as :func:`sae_lens_stitch.frankenstein`;
     with ``exclude_dead``, latents that never fire on ``activations`` are not inserted).
     Each SAE is evaluated once (a point each, not a curve)."""
-    from sae_lens_stitch.surgery import stitch
+    from sae_lens_stitch.surgery import frankenstein_steps
 
-    if len(saes) < 2:
-        raise ValueError(f"frankenstein_plane needs at least two SAEs, got {len(saes)}")
     widths = [s.cfg.d_sae for s in saes]
-    if widths != sorted(widths):
-        raise ValueError(f"SAEs must be smallest first; got widths {widths}")
+    steps = frankenstein_steps(  # checks the family before anything is evaluated
+        saes, threshold=threshold, activations=activations if exclude_dead else None
+    )
     x_ND = materialize(activations, saes[0].cfg.d_in)
     y_ND = None if targets is None else materialize(targets, output_dim(saes[0]))
     points: list[PlanePoint] = []
@@ -759,10 +758,6 @@ def frankenstein_plane(
 
     for s in saes:
         add(s, "trained", describe_sae(s))
-    current = saes[0]
-    for k, donor in enumerate(saes[1:], 1):
-        current = stitch(
-            current, donor, threshold=threshold, activations=x_ND if exclude_dead else None
-        )
+    for k, current in enumerate(steps, 1):
         add(current, "frankenstein", f"frankenstein[{'+'.join(str(w) for w in widths[: k + 1])}]")
     return FrankensteinPlane(threshold=threshold, n_tokens=x_ND.shape[0], points=points)

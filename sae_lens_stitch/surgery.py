@@ -9,7 +9,8 @@ encoder biases for a different b_dec, and records provenance. Inputs are never m
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -241,6 +242,36 @@ def swap(
     return assemble(base, [Part(base, keep_mask.nonzero().flatten()), Part(donor, insert_P)], op)
 
 
+def frankenstein_steps(
+    saes: Sequence[SAE[Any]],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    activations: ActivationsLike | None = None,
+) -> Iterator[SAE[Any]]:
+    """The SAEs Frankenstein's construction builds, one per width after the first: the smallest
+    SAE with the next width's novel latents (relative to the SAE built so far) inserted, and so
+    on. ``saes`` is smallest first; with ``activations``, never-firing latents are skipped.
+    The family is checked when this is called, before any SAE is built."""
+    if len(saes) < 2:
+        raise ValueError(f"frankenstein needs at least two SAEs, got {len(saes)}")
+    widths = [s.cfg.d_sae for s in saes]
+    if widths != sorted(widths):
+        raise ValueError(f"frankenstein takes SAEs smallest first; got widths {widths}")
+    for other in saes[1:]:
+        check_compatible(saes[0], other)
+        check_same_family(saes[0], other)
+    return _frankenstein_iter(saes, threshold, activations)
+
+
+def _frankenstein_iter(
+    saes: Sequence[SAE[Any]], threshold: float, activations: ActivationsLike | None
+) -> Iterator[SAE[Any]]:
+    current = saes[0]
+    for donor in saes[1:]:
+        current = stitch(current, donor, threshold=threshold, activations=activations)
+        yield current
+
+
 def frankenstein(
     saes: Sequence[SAE[Any]],
     *,
@@ -250,19 +281,12 @@ def frankenstein(
     """Frankenstein's SAE: start from the smallest SAE and insert, width by width, the next
     SAE's latents that are novel relative to the SAE built so far. ``saes`` is smallest first.
     With ``activations``, latents that never fire on them are not inserted (as in :func:`stitch`)."""
-    if len(saes) < 2:
-        raise ValueError(f"frankenstein needs at least two SAEs, got {len(saes)}")
-    widths = [s.cfg.d_sae for s in saes]
-    if widths != sorted(widths):
-        raise ValueError(f"frankenstein takes SAEs smallest first; got widths {widths}")
-    for other in saes[1:]:
-        check_compatible(saes[0], other)
-        check_same_family(saes[0], other)
-    current = saes[0]
-    inserted: list[int] = []
-    for donor in saes[1:]:
-        current = stitch(current, donor, threshold=threshold, activations=activations)
-        inserted.append(current.cfg.d_sae - sum(inserted) - saes[0].cfg.d_sae)
+    sizes = [saes[0].cfg.d_sae] if saes else []
+    current = saes[0] if saes else None
+    for current in frankenstein_steps(saes, threshold=threshold, activations=activations):
+        sizes.append(current.cfg.d_sae)
+    assert current is not None
+    inserted = [b - a for a, b in itertools.pairwise(sizes)]
     prov = get_provenance(current)
     prov.operations.append(
         Operation(
@@ -270,7 +294,7 @@ def frankenstein(
             threshold=threshold,
             inputs=[describe_sae(s) for s in saes],
             n_latents_in=sum(inserted),
-            details={"widths": widths, "inserted_per_width": inserted},
+            details={"widths": [s.cfg.d_sae for s in saes], "inserted_per_width": inserted},
         )
     )
     set_provenance(current, prov)
