@@ -182,12 +182,11 @@ def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
     return [load(args, s) for s in sources]
 
 
-def _dead_mask(args: argparse.Namespace, large: Any) -> Any:
+def _activations(args: argparse.Namespace, sae: Any) -> Any:
+    """The --activations file for ``sae``'s d_in, or None when not given."""
     if not getattr(args, "activations", None):
         return None
-    from sae_lens_stitch.evaluation import dead_latents
-
-    return dead_latents(large, read_activations(args.activations, large.cfg.d_in))
+    return read_activations(args.activations, sae.cfg.d_in)
 
 
 def read_activations(path_text: str, d_in: int) -> Any:
@@ -283,14 +282,14 @@ def _hist(values: Any, bins: int = 20) -> dict[str, list[float] | list[int]]:
     import torch
 
     edges = torch.linspace(-1.0, 1.0, 2 * bins + 1)
-    counts = torch.histc(values.float().clamp(-1, 1), bins=2 * bins, min=-1.0, max=1.0)
+    counts = torch.histc(values.float().cpu().clamp(-1, 1), bins=2 * bins, min=-1.0, max=1.0)
     return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
 
 
 def _stats(values: Any, threshold: float) -> dict[str, float]:
     import torch
 
-    v = values.float()
+    v = values.float().cpu()  # quantile's q lives on the CPU
     q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
     return {
         "mean": float(v.mean()),
@@ -385,7 +384,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         large,
         threshold=args.threshold,
         weights=args.weights,
-        dead_mask=_dead_mask(args, large),
+        activations=_activations(args, large),
     )
     summary = cls.summary.model_dump(mode="json")
     payload = {
@@ -482,7 +481,9 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     base, donor = load_all(args, [args.base, args.donor])
     from sae_lens_stitch.surgery import stitch
 
-    new = stitch(base, donor, indices, threshold=args.threshold)
+    new = stitch(
+        base, donor, indices, threshold=args.threshold, activations=_activations(args, donor)
+    )
     saved = _save(new, folder, args.overwrite)
     payload = _surgery_payload(new, saved) | {
         "n_inserted": new.cfg.d_sae - base.cfg.d_sae,
@@ -546,7 +547,7 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
     saes.sort(key=lambda s: s.cfg.d_sae)
     from sae_lens_stitch.surgery import frankenstein
 
-    new = frankenstein(saes, threshold=args.threshold)
+    new = frankenstein(saes, threshold=args.threshold, activations=_activations(args, saes[0]))
     saved = _save(new, folder, args.overwrite)
     payload = _surgery_payload(new, saved)
     details = payload["operations"][-1].get("details", {})
@@ -719,6 +720,13 @@ def _common(p: argparse.ArgumentParser, *, out_default: str | None, out_help: st
     p.add_argument("--device", default="cpu", help="torch device to load SAEs on (default: cpu)")
 
 
+def _dead_activations(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--activations",
+        help="optional .pt/.safetensors activations: latents that never fire on them are not inserted",
+    )
+
+
 def _threshold(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
@@ -814,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--indices",
         help="donor latents to insert, e.g. 3,5,10-12 or @file (default: the donor's novel latents)",
     )
+    _dead_activations(p)
     _threshold(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p, out_default=None, out_help="folder to save the stitched SAE to (SAE-Lens layout)")
@@ -834,6 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "saes", nargs="+", help=f"two or more SAEs of one hook (any order): {SOURCE_HELP}"
     )
+    _dead_activations(p)
     _threshold(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(

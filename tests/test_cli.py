@@ -4,6 +4,7 @@ interpreter start-up) for every subcommand on small SAEs saved to disk."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from conftest import make_sae, related_pair
 from sae_lens import SAE
 from safetensors.torch import save_file
 
-from sae_lens_stitch import get_provenance
+from sae_lens_stitch import classify_features, get_provenance, load_sae
 from sae_lens_stitch.cli import CLIError, main, parse_indices
 
 EXE = Path(sys.executable).parent / "sae-stitch"
@@ -683,3 +684,26 @@ def test_cli_wording_names_options_never_a_token_argument() -> None:
     ):
         text = cli_wording(message)
         assert "token=" not in text and "HF_TOKEN" in text and "hf auth login" in text
+
+
+def test_stitch_and_frankenstein_skip_latents_dead_on_the_activations(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    small, large = saes["small"], saes["large"]
+    novel = classify_features(small, large).novel_indices.tolist()
+    dead_large = copy.deepcopy(large)
+    with torch.no_grad():
+        dead_large.b_enc[novel[0]] = -1e6  # never fires
+    dead_large.save_model(tmp_path / "dead_large")
+    for command, sources in (
+        ("stitch", [p["small"], str(tmp_path / "dead_large")]),
+        ("frankenstein", [p["small"], str(tmp_path / "dead_large")]),
+    ):
+        dest = tmp_path / command
+        code, _, err = call(
+            capsys, command, *sources, "--activations", p["acts_pt"], "--out", str(dest)
+        )
+        assert code == 0, err
+        origins = get_provenance(load_sae(str(dest))).latents[small.cfg.d_sae :]
+        assert [o.index for o in origins] == novel[1:]
