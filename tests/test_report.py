@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import related_pair
+from conftest import data_for, related_pair
 
 from sae_lens_stitch import classify_features
 from sae_lens_stitch.curves import frankenstein_plane, insertion_curve, swap_curve
@@ -18,22 +17,13 @@ from sae_lens_stitch.evaluation import evaluate
 from sae_lens_stitch.report import StitchReport, write_report
 
 
-def data_for(large, n: int = 150, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    coef = torch.rand(n, large.cfg.d_sae, generator=gen) * (
-        torch.rand(n, large.cfg.d_sae, generator=gen) < 0.08
-    )
-    with torch.no_grad():
-        return coef @ large.W_dec + 0.05 * torch.randn(n, large.cfg.d_in, generator=gen)
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory):
     from sae_lens_stitch import plots
 
     small, large = related_pair("standard", n_small=8, n_novel=5, d_in=16)
     _, larger = related_pair("standard", n_small=20, n_novel=6, d_in=16, seed=4)
-    x = data_for(large)
+    x = data_for(large, n=150)
     cls = classify_features(small, large, activations=x)
     eff = insert_effects(small, large, x, max_cosine=cls.max_cosine)
     curves = [

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from sae_lens_stitch._atomic import atomic_write_text
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, ClassificationSummary, classify_features
 from sae_lens_stitch.curves import Curve, FrankensteinPlane, frankenstein_plane, swap_curve
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
@@ -475,9 +476,7 @@ def run_demo(
         pushed=pushed,
         seconds=time.perf_counter() - start,
     )
-    tmp = out / f".{RESULT_FILE}.tmp"
-    tmp.write_text(result.model_dump_json(indent=2))
-    tmp.replace(out / RESULT_FILE)
+    atomic_write_text(out / RESULT_FILE, result.model_dump_json(indent=2))
     return result
 
 
