@@ -36,6 +36,7 @@ from sae_lens_stitch.provenance import (
     Provenance,
     SourceSAE,
     content_hash,
+    get_provenance,
     has_provenance,
     set_provenance,
 )
@@ -262,7 +263,8 @@ def load_sae(
     Hub sources. ``dtype`` defaults to float32 for Hub sources and to the saved dtype for folders.
 
     An SAE whose config already carries a provenance record (a stitched SAE saved by this
-    package) keeps it; any other SAE gets an identity record naming the release, SAE id, repo,
+    package) keeps it, with ``loaded_from`` set to what was resolved (repo, commit sha, folder or
+    path); any other SAE gets an identity record naming the release, SAE id, repo,
     the commit sha actually downloaded, the folder and the Neuronpedia id (Hub sources), or
     the folder and a content hash (local sources). Its log10 firing rates, when the source has
     them, are kept (:func:`sae_lens_stitch.sparsity.get_log_sparsity`).
@@ -280,6 +282,8 @@ def load_sae(
     sae, log_sparsity, ident = load(parsed, device, _dtype_name(dtype))
     if not has_provenance(sae):
         set_provenance(sae, Provenance.identity(ident))
+    else:  # a derived SAE: keep its record and say where this copy was resolved from
+        set_provenance(sae, get_provenance(sae).model_copy(update={"loaded_from": ident}))
     if log_sparsity is not None:
         try:
             set_log_sparsity(sae, log_sparsity)

@@ -106,6 +106,10 @@ class Provenance(BaseModel):
     """One entry per latent, in the SAE's latent order."""
     operations: list[Operation] = Field(default_factory=list)
     """Operations applied, oldest first."""
+    loaded_from: SourceSAE | None = None
+    """Where this SAE itself was last loaded from (repo, commit, folder or path), for an SAE
+    that already carried a record when :func:`sae_lens_stitch.load_sae` loaded it; None for an
+    SAE built in this process or loaded as an original source (then it is its own source)."""
 
     def counts_by_source(self) -> dict[str, int]:
         """How many latents came from each source."""
@@ -130,7 +134,11 @@ class Provenance(BaseModel):
             "sources": {k: v.model_dump(exclude_none=True) for k, v in self.sources.items()},
             "latent_runs": runs,
             "operations": [op.model_dump() for op in self.operations],
-        }
+        } | (
+            {"loaded_from": self.loaded_from.model_dump(exclude_none=True)}
+            if self.loaded_from is not None
+            else {}
+        )
 
     @classmethod
     def from_metadata(cls, data: dict[str, Any]) -> Provenance:
@@ -145,6 +153,9 @@ class Provenance(BaseModel):
             sources={k: SourceSAE.model_validate(v) for k, v in data["sources"].items()},
             latents=latents,
             operations=[Operation.model_validate(op) for op in data.get("operations", [])],
+            loaded_from=(
+                SourceSAE.model_validate(data["loaded_from"]) if data.get("loaded_from") else None
+            ),
         )
 
     @classmethod

@@ -116,7 +116,9 @@ def test_save_then_load_keeps_outputs_provenance_and_sparsity(tmp_path: Path):
     x = torch.randn(32, sae.cfg.d_in)
     with torch.no_grad():
         assert torch.equal(loaded(x), sae(x))
-    assert get_provenance(loaded) == get_provenance(sae)
+    prov = get_provenance(loaded)
+    assert prov.model_copy(update={"loaded_from": None}) == get_provenance(sae)
+    assert prov.loaded_from is not None and prov.loaded_from.path == str(folder.resolve())
     sparsity = get_log_sparsity(loaded)
     assert sparsity is not None
     novel = sae.cfg.d_sae - small.cfg.d_sae
