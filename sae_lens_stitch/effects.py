@@ -18,8 +18,9 @@ Which activation a latent has once inserted ("stitched semantics"):
   different ``b_dec``, so it fires identically).
 - TopK / AbsTopK / block_topk: a single inserted latent becomes a ``block_topk`` group of one
   latent with k = 1, which fires whenever its pre-activation is positive (TopK) or non-zero
-  (AbsTopK). We compute that with ``donor.encode`` while the donor's activation function is
-  temporarily replaced by the element-wise one (ReLU, or identity for AbsTopK). This is exactly
+  (AbsTopK). We compute that with the encode of a shallow view of the donor whose activation
+  function is the element-wise one (ReLU, or identity for AbsTopK); the donor itself is left
+  untouched. This is exactly
   what :func:`sae_lens_stitch.stitch` builds for one latent.
 
 The output direction ``w_i`` is read from ``donor.decode`` (``decode(e_i) - decode(0)``), so
