@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import data_for, related_pair
 
-from sae_lens_stitch import classify_features, feature_families, stitch, swap
+from sae_lens_stitch import classify_features, feature_families, frankenstein, stitch, swap
 from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
 from sae_lens_stitch.evaluation import evaluate
 
@@ -59,7 +59,7 @@ def test_topk_curve_exact_up_to_k() -> None:
     assert not longer.exact
 
 
-@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+@pytest.mark.parametrize("arch", ["standard", "jumprelu", "gated"])
 def test_swap_curve_matches_recomputation(arch: str) -> None:
     small, large = related_pair(arch, n_small=10, n_novel=5, d_in=16)
     x = data_for(large)
@@ -103,6 +103,11 @@ def test_frankenstein_plane() -> None:
     assert kinds == ["trained"] * 3 + ["frankenstein"] * 2
     assert plane.points[0].fvu == pytest.approx(evaluate(small, x).fvu.value, rel=1e-6)
     assert plane.points[3].d_sae >= small.cfg.d_sae
+    # the last Frankenstein point is frankenstein() over the same data, evaluated
+    final = frankenstein([small, large, larger], activations=x)
+    assert plane.points[-1].d_sae == final.cfg.d_sae
+    assert plane.points[-1].fvu == pytest.approx(evaluate(final, x).fvu.value, rel=1e-6)
+    assert plane.points[-1].l0 == pytest.approx(evaluate(final, x).l0.value, rel=1e-6)
 
 
 def test_novel_first_swap_curve_matches_recomputation() -> None:
