@@ -40,11 +40,9 @@ from sae_lens_stitch.provenance import (
     has_provenance,
     set_provenance,
 )
+from sae_lens_stitch.save import CFG_FILENAME, WEIGHTS_FILENAME
 from sae_lens_stitch.sources import SAESource, parse_source
 from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
-
-CFG_FILENAME = "cfg.json"
-WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 DTypeLike = str | torch.dtype
 

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sae_lens import SAE
+from sae_lens.constants import SAE_CFG_FILENAME as CFG_FILENAME
+from sae_lens.constants import SAE_WEIGHTS_FILENAME as WEIGHTS_FILENAME
 from safetensors.torch import save_file
 
 from sae_lens_stitch.errors import PathExistsError, SourceNotFoundError
 from sae_lens_stitch.provenance import METADATA_KEY, get_provenance, has_provenance
 from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, get_log_sparsity
-
-CFG_FILENAME = "cfg.json"
-WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 
 def write_sae_files(sae: SAE[Any], folder: Path) -> list[str]:

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from sae_lens.constants import SPARSITY_FILENAME as SPARSITY_FILENAME  # re-exported
 
 if TYPE_CHECKING:
     from sae_lens import SAE
 
-SPARSITY_FILENAME = "sparsity.safetensors"
 SPARSITY_KEY = "sparsity"
 
 _LOG_SPARSITY: weakref.WeakKeyDictionary[Any, torch.Tensor] = weakref.WeakKeyDictionary()
