@@ -450,10 +450,11 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def _save(sae: Any, folder: Path, overwrite: bool) -> Path:
+    from sae_lens_stitch.model_card import loadable_by_plain_sae_lens
     from sae_lens_stitch.save import save_sae
 
     saved = save_sae(sae, folder, overwrite=overwrite)
-    if not type(sae).__module__.startswith("sae_lens."):
+    if not loadable_by_plain_sae_lens(sae):
         print(
             f"{PROG}: note: this SAE uses the {sae.cfg.architecture()} architecture; "
             "run `import sae_lens_stitch.block_topk` before loading it with plain SAE-Lens",
