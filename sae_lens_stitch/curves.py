@@ -368,7 +368,7 @@ class _Residual:
         n_p = lat.ptr.numel() - 1
         out = torch.zeros(n_p, dtype=torch.float64)
         lat_of_entry = torch.repeat_interleave(torch.arange(n_p), lat.counts)
-        sq_norm_P = lat.rows_PD.double().pow(2).sum(-1)
+        sq_norm_P = torch.tensor(lat.sq_norms, dtype=torch.float64)
         by_token = torch.argsort(lat.tokens, stable=True)
         tok_sorted = lat.tokens[by_token]
         n = self.R_ND.shape[0]
