@@ -591,10 +591,9 @@ def swap_curve(
         if families is not None
         else feature_families(small, large, threshold=threshold)
     )
-    small_idx = torch.tensor([i for f in fams for i in f.small_indices], dtype=torch.long)
-    large_idx = torch.tensor([i for f in fams for i in f.large_indices], dtype=torch.long)
-    check_indices(small_idx, small.cfg.d_sae, what="family small_indices")
-    check_indices(large_idx, large.cfg.d_sae, what="family large_indices")
+    from sae_lens_stitch.surgery import family_indices
+
+    small_idx, large_idx = family_indices(fams, small.cfg.d_sae, large.cfg.d_sae)
     novel_idx = torch.zeros(0, dtype=torch.long)
     if include_novel or novel_first:
         novel_idx, inserted = _live_latents_of(

@@ -196,9 +196,11 @@ def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
     return assemble(sae, [Part(sae, keep_mask.nonzero().flatten())], op)
 
 
-def _family_indices(
+def family_indices(
     families: Sequence[FeatureFamily], n_small: int, n_large: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All families' small and large indices, in family order, checked to be in range and not
+    to overlap (:class:`InvalidIndicesError` otherwise)."""
     small = [i for f in families for i in f.small_indices]
     large = [i for f in families for i in f.large_indices]
     try:
@@ -228,7 +230,7 @@ def swap(
         if families is not None
         else feature_families(base, donor, threshold=threshold)
     )
-    remove_R, insert_P = _family_indices(chosen, base.cfg.d_sae, donor.cfg.d_sae)
+    remove_R, insert_P = family_indices(chosen, base.cfg.d_sae, donor.cfg.d_sae)
     keep_mask = torch.ones(base.cfg.d_sae, dtype=torch.bool)
     keep_mask[remove_R] = False
     op = Operation(
