@@ -240,7 +240,7 @@ def sparse_activations(
 
     Where latents fire independently of each other (architectures whose registry rule is
     exact) and only part of the SAE is asked for, the pass runs an SAE of those latents alone
-    (built by :func:`sae_lens_stitch.surgery.assemble`), so the encode costs P / d_sae of the
+    (built by :func:`sae_lens_stitch.surgery.join`), so the encode costs P / d_sae of the
     full one."""
     dev = sae.W_dec.device
     n_p = indices_P.numel()
@@ -249,9 +249,9 @@ def sparse_activations(
             decoder_directions(sae, indices_P)
         )
     if n_p <= _SUBSET_FRACTION * sae.cfg.d_sae and get_rule(sae).exact:
-        from sae_lens_stitch.surgery import assemble
+        from sae_lens_stitch.surgery import join
 
-        sae = assemble(
+        sae = join(
             sae,
             [Part(sae, indices_P.cpu())],
             Operation(operation="select", inputs=[describe_sae(sae)], n_latents_in=n_p),

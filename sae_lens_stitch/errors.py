@@ -32,8 +32,11 @@ class InvalidWeightsError(StitchError, ValueError):
 class UnsupportedArchitectureError(StitchError, ValueError):
     """An SAE-Lens architecture with no rule in this package's registry."""
 
-    def __init__(self, architecture: str, known: list[str]):
+    def __init__(self, architecture: str, known: list[str], *, reason: str | None = None):
         self.architecture = architecture
+        if reason is not None:
+            super().__init__(f"architecture {architecture!r} is not supported here: {reason}")
+            return
         super().__init__(
             f"architecture {architecture!r} is not supported; registered: {', '.join(sorted(known))}. "
             "Add it with sae_lens_stitch.register_architecture(...)."
@@ -75,3 +78,11 @@ class UnsupportedSAEError(StitchError, ValueError):
 
 class InvalidDestinationError(StitchError, ValueError):
     """A repo id or path in a repo that is malformed (e.g. not owner/name, or containing '..')."""
+
+
+class InvalidActivationsError(StitchError, ValueError):
+    """Activations that are empty, non-finite, complex or too few for what was asked."""
+
+
+class BudgetError(StitchError, ValueError):
+    """A width or L0 budget that cannot be met (e.g. below the latents that must be kept)."""

@@ -71,6 +71,8 @@ class LatentOrigin(BaseModel):
 
     source: str
     index: int
+    scale: float = 1.0
+    """Factor applied to the source latent's decoder row (refit); 1.0 when unchanged."""
 
 
 class Operation(BaseModel):
@@ -129,12 +131,13 @@ class Provenance(BaseModel):
                     last[2] += 1
                     continue
             runs.append([origin.source, origin.index, 1])
+        scales = [origin.scale for origin in self.latents]
         return {
             "format_version": self.format_version,
             "sources": {k: v.model_dump(exclude_none=True) for k, v in self.sources.items()},
             "latent_runs": runs,
             "operations": [op.model_dump() for op in self.operations],
-        } | (
+        } | ({"latent_scales": scales} if any(x != 1.0 for x in scales) else {}) | (
             {"loaded_from": self.loaded_from.model_dump(exclude_none=True)}
             if self.loaded_from is not None
             else {}
@@ -148,6 +151,16 @@ class Provenance(BaseModel):
             for src, start, length in data["latent_runs"]
             for j in range(int(length))
         ]
+        scales = data.get("latent_scales")
+        if scales is not None:
+            if len(scales) != len(latents):
+                raise ValueError(
+                    f"provenance lists {len(scales)} latent scales for {len(latents)} latents"
+                )
+            latents = [
+                o.model_copy(update={"scale": float(x)})
+                for o, x in zip(latents, scales, strict=True)
+            ]
         return cls(
             format_version=int(data.get("format_version", FORMAT_VERSION)),
             sources={k: SourceSAE.model_validate(v) for k, v in data["sources"].items()},

@@ -107,6 +107,12 @@ class ArchitectureRule:
     :mod:`sae_lens_stitch.block_topk`)."""
     compat: Callable[[SAE[Any]], dict[str, Any]] = lambda sae: {}
     """Values that must agree between joined SAEs (e.g. d_out, the TopK selection rule)."""
+    reconstructs_input: bool = True
+    """Whether the SAE reconstructs the activations it reads (False for transcoders), which
+    the assembly objective and refit need."""
+    decoder_scaling: Callable[[SAE[Any]], str | None] = lambda sae: None
+    """Why scaling W_dec rows would change which latents fire or how much (None: it does
+    not, so refit is exact)."""
 
 
 _RULES: dict[str, ArchitectureRule] = {}
@@ -170,15 +176,26 @@ def _topk_selection(sae: SAE[Any]) -> dict[str, Any]:
     }
 
 
+def _topk_decoder_scaling(sae: SAE[Any]) -> str | None:
+    if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+        return "rescale_acts_by_decoder_norm multiplies each activation by its decoder norm"
+    return None
+
+
 _STANDARD = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
 _TRANSCODER = ArchitectureRule(
-    per_latent=_STANDARD, bias_shift=None, family="transcoder", compat=_d_out
+    per_latent=_STANDARD,
+    bias_shift=None,
+    family="transcoder",
+    compat=_d_out,
+    reconstructs_input=False,
 )
 _JUMPRELU_TRANSCODER = ArchitectureRule(
     per_latent={**_STANDARD, "threshold": 0},
     bias_shift=None,
     family="jumprelu_transcoder",
     compat=_d_out,
+    reconstructs_input=False,
 )
 # topk, abstopk and block_topk join into block_topk (one top-k per source: see block_topk.py)
 _TOPK = ArchitectureRule(
@@ -187,6 +204,7 @@ _TOPK = ArchitectureRule(
     config_builder=_block_topk_config,
     exact=False,
     compat=_topk_selection,
+    decoder_scaling=_topk_decoder_scaling,
 )
 
 register_architecture("standard", ArchitectureRule(per_latent=_STANDARD))

@@ -1,7 +1,7 @@
 """Step 4: surgery. Build new SAE-Lens SAEs from latents of existing ones: stitch (insert),
 remove, swap families, and Frankenstein's SAE over a family of widths.
 
-Every operation goes through :func:`assemble`, which concatenates per-latent tensors as the
+Every operation goes through :func:`join`, which concatenates per-latent tensors as the
 architecture's registry rule says, keeps the base SAE's shared tensors (b_dec, W_skip), corrects
 encoder biases for a different b_dec, and records provenance. Inputs are never mutated.
 """
@@ -42,7 +42,7 @@ def _decoder_bias_seen_by_encoder(sae: SAE[Any]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def assemble(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE[Any]:
+def join(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE[Any]:
     """A new SAE of ``base``'s class (or the family's joined class) whose latents are, in order,
     each part's chosen latents. Shared tensors come from ``base``; provenance chains through
     the parts' own provenance."""
@@ -175,7 +175,7 @@ def stitch(
         details={"chosen_by": chosen_by, "exact": get_rule(base).exact}
         | ({"n_dead_excluded": n_dead} if n_dead else {}),
     )
-    return assemble(base, [Part(base, keep_B), Part(donor, idx_P)], op)
+    return join(base, [Part(base, keep_B), Part(donor, idx_P)], op)
 
 
 def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
@@ -193,7 +193,7 @@ def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
         n_latents_removed=int(idx_R.numel()),
         details={"exact": get_rule(sae).exact},
     )
-    return assemble(sae, [Part(sae, keep_mask.nonzero().flatten())], op)
+    return join(sae, [Part(sae, keep_mask.nonzero().flatten())], op)
 
 
 def family_indices(
@@ -241,7 +241,7 @@ def swap(
         n_latents_removed=int(remove_R.numel()),
         details={"n_families": len(chosen), "exact": get_rule(base).exact},
     )
-    return assemble(base, [Part(base, keep_mask.nonzero().flatten()), Part(donor, insert_P)], op)
+    return join(base, [Part(base, keep_mask.nonzero().flatten()), Part(donor, insert_P)], op)
 
 
 def frankenstein_steps(

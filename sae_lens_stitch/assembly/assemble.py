@@ -1,0 +1,569 @@
+"""Assemble the best SAE a family of widths can make under a width and/or L0 budget: greedy
+add, remove and swap moves priced exactly by the quadratic objective, then a closed-form refit.
+
+The moves (all scales 1, best output bias; see :mod:`sae_lens_stitch.assembly.objective`):
+
+- *add* latent j (not in S):  ΔSSE = Q_jj - 2 c_j + 2 h_j,      h = Q[:, S] 1
+- *remove* latent i (in S):   ΔSSE = Q_ii + 2 c_i - 2 h_i
+- *swap* (remove i, add j):   ΔSSE = add_j + remove_i - 2 Q_ij
+
+``h`` is kept up to date with one column of ``Q`` per move (computed from the co-activations
+of the moved latent). Each step takes the best feasible move: first any removal that lowers
+the error (it also frees budget), then the best addition (by ΔSSE, or by ΔSSE per unit of L0
+when an L0 budget is set), and when no addition fits or helps, the best swap between the
+``swap_candidates`` least useful removable latents and every candidate. Ties go to the lowest
+index: the result is deterministic. Every move after the start lowers the fit error, so the
+path from the start SAE to the budget is a monotone interpolation (on fit tokens). When the
+start itself exceeds the budget (``keep_start=False``), the least useful latents are removed
+first, and those moves raise the error.
+
+The error on evaluation tokens is tracked along the path with the bias fitted on the fit
+tokens (exactly: the eval SSE with a foreign bias is the eval SSE with its own best bias plus
+N_eval |gap|², and the gap is updated per move).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sae_lens import SAE
+
+from sae_lens_stitch.assembly.objective import Objective, build_objective, check_family
+from sae_lens_stitch.assembly.refit import ScaleSolve, solve_scales, write_decoder
+from sae_lens_stitch.classify import describe_sae
+from sae_lens_stitch.errors import BudgetError, InvalidActivationsError
+from sae_lens_stitch.evaluation import (
+    DEFAULT_BATCH_SIZE,
+    ActivationsLike,
+    Metrics,
+    evaluate,
+    materialize,
+)
+from sae_lens_stitch.progress import track
+from sae_lens_stitch.provenance import Operation, get_provenance, set_provenance
+from sae_lens_stitch.registry import Part
+from sae_lens_stitch.surgery import join
+
+Move = Literal["start", "add", "remove", "swap", "refit"]
+
+MIN_TOKENS = 16
+"""Fewest tokens accepted for the fit part and for the evaluation part."""
+
+DEFAULT_EVAL_FRACTION = 0.25
+"""Share of the tokens kept for evaluation when no ``eval_activations`` are given."""
+
+
+class LatentRef(BaseModel):
+    """Latent ``index`` of the family's SAE number ``sae``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sae: int
+    index: int
+
+
+class PathStep(BaseModel):
+    """The SAE after one move of the assembly (MSE and FVU: lower is better; L0: lower is
+    sparser). Fit values are on the fit tokens, eval values on the evaluation tokens with the
+    output bias fitted on the fit tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    move: Move
+    added: list[LatentRef] = Field(default_factory=list)
+    removed: list[LatentRef] = Field(default_factory=list)
+    width: int
+    """Latents in the SAE after the move."""
+    l0: float
+    """Mean active latents per fit token."""
+    mse_fit: float
+    mse_eval: float
+    fvu_eval: float
+
+
+class AssemblyResult(BaseModel):
+    """Everything :func:`assemble` decided and measured, as stable JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    saes: list[str]
+    """The family, as given (descriptions)."""
+    widths: list[int]
+    start: int | None
+    keep_start: bool
+    pool: list[int]
+    width_budget: int | None
+    """Most latents allowed (None: no width budget)."""
+    l0_budget: float | None
+    """Highest mean L0 on fit tokens allowed (None: no L0 budget)."""
+    refit: bool
+    n_fit_tokens: int
+    n_eval_tokens: int
+    stopped: str
+    """Why the greedy search ended: ``no improving move``, ``max_moves``."""
+    path: list[PathStep]
+    selected_per_sae: list[int]
+    """Latents of the final SAE taken from each SAE of the family."""
+    n_dropped_zero_scale: int
+    """Latents dropped because the non-negative refit gave them scale 0."""
+    solve: ScaleSolve | None
+    fit: Metrics
+    """Metrics of the final SAE on the fit tokens (its own forward pass)."""
+    eval: Metrics
+    """Metrics of the final SAE on the evaluation tokens (its own forward pass)."""
+    seconds: dict[str, float]
+    """Wall time of each phase: objective, selection, refit, build, evaluate."""
+
+
+@dataclass
+class Assembly:
+    """The assembled SAE and how it was made."""
+
+    sae: SAE[Any]
+    """An SAE-Lens SAE of the family's architecture."""
+    result: AssemblyResult
+
+    @property
+    def path(self) -> list[PathStep]:
+        return self.result.path
+
+    @property
+    def fit(self) -> Metrics:
+        return self.result.fit
+
+    @property
+    def eval(self) -> Metrics:
+        return self.result.eval
+
+
+def split_tokens(
+    activations: ActivationsLike,
+    d_in: int,
+    eval_activations: ActivationsLike | None,
+    eval_fraction: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit, eval) tensors: the given pair, or the first and last parts of ``activations``."""
+    if not 0 < eval_fraction < 1:
+        raise InvalidActivationsError(f"eval_fraction must be in (0, 1); got {eval_fraction!r}")
+    x = materialize(activations, d_in)
+    if eval_activations is not None:
+        fit, ev = x, materialize(eval_activations, d_in)
+    else:
+        n_eval = round(x.shape[0] * eval_fraction)
+        fit, ev = x[: x.shape[0] - n_eval], x[x.shape[0] - n_eval :]
+    for name, part in (("fit", fit), ("evaluation", ev)):
+        if part.shape[0] < MIN_TOKENS:
+            raise InvalidActivationsError(
+                f"too few tokens for the {name} part: {part.shape[0]} (need at least {MIN_TOKENS}"
+                f"; {x.shape[0]} tokens given)"
+            )
+    return fit, ev
+
+
+class _Search:
+    """Greedy state: the selection, the gains bookkeeping, and the eval error along the way."""
+
+    def __init__(
+        self,
+        fit: Objective,
+        ev: Objective,
+        selected_U: torch.Tensor,
+        removable_U: torch.Tensor,
+        candidate_U: torch.Tensor,
+        width: int | None,
+        l0: float | None,
+    ):
+        self.fit, self.ev = fit, ev
+        self.in_S = selected_U.clone()
+        self.removable = removable_U
+        self.candidate = candidate_U & (fit.counts_U > 0)
+        self.width_budget, self.l0_budget = width, l0
+        self.cost_U = fit.counts_U.double() / fit.n_tokens  # L0 of each latent
+        self.q_diag, self.c = fit.q_diag_U, fit.c_U
+        self.ev_q_diag, self.ev_c = ev.q_diag_U, ev.c_U
+        self.delta_mean_U = ev.mean_a_U - fit.mean_a_U
+        self.tol = 1e-10 * max(fit.total_variance, 1e-30)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute h, the SSEs and the eval bias gap exactly from the selection."""
+        idx = self.in_S.nonzero().flatten()
+        ones = torch.ones(idx.numel(), dtype=torch.float64)
+        self.h = self.fit.matvec(idx, ones)
+        self.sse = self.fit.sse(idx)
+        self.ev_sse = self.ev.sse(idx)
+        self.gap_D = self.ev.best_bias(idx) - self.fit.best_bias(idx)
+
+    # --- measures -------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return int(self.in_S.sum())
+
+    @property
+    def l0(self) -> float:
+        return float(self.cost_U[self.in_S].sum())
+
+    def over_budget(self) -> bool:
+        return (self.width_budget is not None and self.width > self.width_budget) or (
+            self.l0_budget is not None and self.l0 > self.l0_budget + 1e-12
+        )
+
+    def add_gain(self) -> torch.Tensor:
+        return self.q_diag - 2 * self.c + 2 * self.h
+
+    def remove_gain(self) -> torch.Tensor:
+        return self.q_diag + 2 * self.c - 2 * self.h
+
+    # --- moves ----------------------------------------------------------------------------
+    def apply(self, k: int, add: bool) -> None:
+        sign = 1.0 if add else -1.0
+        gain = float(self.add_gain()[k] if add else self.remove_gain()[k])
+        col_e = self.ev.column(k)
+        h_e = float(col_e[self.in_S].sum())  # Σ_{i∈S} Q^e_ik, S before the move
+        if add:
+            self.ev_sse += float(self.ev_q_diag[k] - 2 * self.ev_c[k] + 2 * h_e)
+        else:
+            self.ev_sse += float(self.ev_q_diag[k] + 2 * self.ev_c[k] - 2 * h_e)
+        self.gap_D -= sign * float(self.delta_mean_U[k]) * self.fit.W_UD[k].double()
+        self.h += sign * self.fit.column(k)
+        self.sse += gain
+        self.in_S[k] = add
+
+    def mse_eval(self) -> float:
+        return (self.ev_sse + self.ev.n_tokens * float(self.gap_D.pow(2).sum())) / self.ev.n_tokens
+
+    # --- choosing -------------------------------------------------------------------------
+    def _score(self, gain: torch.Tensor) -> torch.Tensor:
+        if self.l0_budget is None:
+            return gain
+        return gain / self.cost_U.clamp_min(1e-12)
+
+    def best_forced_removal(self) -> int | None:
+        """The least useful removable latent (per unit of L0 when L0 is over budget)."""
+        mask = self.in_S & self.removable
+        if not bool(mask.any()):
+            return None
+        score = self.remove_gain()
+        if self.l0_budget is not None and self.l0 > self.l0_budget:
+            score = score / self.cost_U.clamp_min(1e-12)
+        return int(torch.where(mask, score, torch.inf).argmin())
+
+    def best_removal(self) -> int | None:
+        """A removal that lowers the error, the best one."""
+        gain = torch.where(self.in_S & self.removable, self.remove_gain(), torch.inf)
+        k = int(gain.argmin())
+        return k if float(gain[k]) < -self.tol else None
+
+    def _fits(self, extra_width: int, extra_l0_U: torch.Tensor) -> torch.Tensor:
+        ok = torch.ones_like(self.in_S)
+        if self.width_budget is not None and self.width + extra_width > self.width_budget:
+            ok = torch.zeros_like(self.in_S)
+        if self.l0_budget is not None:
+            ok = ok & (self.l0 + extra_l0_U <= self.l0_budget + 1e-12)
+        return ok
+
+    def best_addition(self) -> int | None:
+        gain = self.add_gain()
+        feasible = self.candidate & ~self.in_S & self._fits(1, self.cost_U) & (gain < -self.tol)
+        if not bool(feasible.any()):
+            return None
+        return int(torch.where(feasible, self._score(gain), torch.inf).argmin())
+
+    def best_swap(self, n_candidates: int) -> tuple[int, int] | None:
+        removable = self.in_S & self.removable
+        if not bool(removable.any()):
+            return None
+        add_gain, rem_gain = self.add_gain(), self.remove_gain()
+        order = torch.where(removable, rem_gain, torch.inf).argsort()
+        n_rem = min(n_candidates, int(removable.sum()))
+        outside = self.candidate & ~self.in_S
+        best: tuple[float, int, int] | None = None
+        for i in order[:n_rem].tolist():
+            swap_gain = add_gain + float(rem_gain[i]) - 2 * self.fit.column(i)
+            feasible = outside & self._fits(0, self.cost_U - float(self.cost_U[i]))
+            if not bool(feasible.any()):
+                continue
+            masked = torch.where(feasible, swap_gain, torch.inf)
+            j = int(masked.argmin())
+            value = float(masked[j])
+            if value < -self.tol and (best is None or value < best[0]):
+                best = (value, i, j)
+        return None if best is None else (best[1], best[2])
+
+
+def _check_budgets(
+    width: int | None, l0: float | None, start_width: int, start_l0: float, keep: bool
+) -> None:
+    if width is None and l0 is None:
+        raise BudgetError("give a width budget, an L0 budget, or both (width=..., l0=...)")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+        raise BudgetError(f"width budget must be a positive integer; got {width!r}")
+    if l0 is not None and (isinstance(l0, bool) or not l0 > 0 or l0 != l0 or l0 == float("inf")):
+        raise BudgetError(f"L0 budget must be a positive finite number; got {l0!r}")
+    if keep and width is not None and width < start_width:
+        raise BudgetError(
+            f"width budget {width} is below the {start_width} latents of the kept start SAE "
+            "(pass keep_start=False to let them be removed)"
+        )
+    if keep and l0 is not None and l0 < start_l0:
+        raise BudgetError(
+            f"L0 budget {l0:g} is below the L0 {start_l0:.4g} of the kept start SAE on the fit "
+            "tokens (pass keep_start=False to let its latents be removed)"
+        )
+
+
+def _check_pool(pool: Sequence[int] | None, start: int | None, n: int) -> list[int]:
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < n):
+        raise BudgetError(f"start must be None or an SAE index in 0..{n - 1}; got {start!r}")
+    chosen = [k for k in range(n) if k != start] if pool is None else list(pool)
+    if not chosen:
+        raise BudgetError("the pool of SAEs whose latents may enter is empty")
+    for k in chosen:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n:
+            raise BudgetError(f"pool entries must be SAE indices in 0..{n - 1}; got {k!r}")
+    if len(set(chosen)) != len(chosen):
+        raise BudgetError(f"pool lists an SAE twice: {chosen}")
+    return chosen
+
+
+def assemble(
+    saes: Sequence[SAE[Any]],
+    activations: ActivationsLike,
+    *,
+    eval_activations: ActivationsLike | None = None,
+    width: int | None = None,
+    l0: float | None = None,
+    start: int | None = None,
+    keep_start: bool = True,
+    pool: Sequence[int] | None = None,
+    refit: bool = True,
+    eval_fraction: float = DEFAULT_EVAL_FRACTION,
+    max_moves: int | None = None,
+    swap_candidates: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+) -> Assembly:
+    """Choose latents from the union of ``saes`` (one hook, same activations) under a width
+    budget, an L0 budget (mean active latents on the fit tokens), or both.
+
+    ``start``: index of the SAE to begin from (None: begin empty); ``keep_start``: whether its
+    latents must stay; ``pool``: indices of the SAEs whose latents may enter (default: all but
+    the start). Without ``eval_activations`` the last ``eval_fraction`` of the tokens is held
+    out for evaluation. With ``refit`` the final latents get their best non-negative decoder
+    scales (latents whose scale is 0 are dropped); without it they keep scales 1. Either way
+    the output bias is the best one on the fit tokens, and latents fire exactly as in their own
+    SAE. ``max_moves`` bounds the greedy moves (default: no bound but the budget)."""
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    check_family(saes)
+    pool_k = _check_pool(pool, start, len(saes))
+    if not isinstance(swap_candidates, int) or swap_candidates < 0:
+        raise BudgetError(f"swap_candidates must be a non-negative integer; got {swap_candidates!r}")
+    start_width = saes[start].cfg.d_sae if start is not None else 0
+    _check_budgets(width, l0, start_width, 0.0, keep_start)  # before any pass over the data
+    fit_x, ev_x = split_tokens(activations, saes[0].cfg.d_in, eval_activations, eval_fraction)
+    fit = build_objective(
+        saes, fit_x, batch_size=batch_size, show_progress=show_progress, check=False,
+        description="assemble: fit objective",
+    )
+    ev = build_objective(
+        saes, ev_x, batch_size=batch_size, show_progress=show_progress, check=False,
+        description="assemble: eval objective",
+    )
+    times["objective"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n = fit.n_latents
+    selected = torch.zeros(n, dtype=torch.bool)
+    if start is not None:
+        selected[fit.union_indices(start)] = True
+    removable = ~selected if keep_start else torch.ones(n, dtype=torch.bool)
+    candidate = torch.zeros(n, dtype=torch.bool)
+    for k in pool_k:
+        candidate[fit.union_indices(k)] = True
+    start_l0 = float(fit.counts_U[selected].double().sum()) / fit.n_tokens
+    _check_budgets(width, l0, start_width, start_l0, keep_start)
+    search = _Search(fit, ev, selected, removable, candidate, width, l0)
+    path: list[PathStep] = []
+
+    def record(move: Move, added: list[int], removed: list[int]) -> None:
+        path.append(
+            PathStep(
+                step=len(path),
+                move=move,
+                added=_refs(fit, added),
+                removed=_refs(fit, removed),
+                width=search.width,
+                l0=search.l0,
+                mse_fit=search.sse / fit.n_tokens,
+                mse_eval=search.mse_eval(),
+                fvu_eval=search.mse_eval() * ev.n_tokens / ev.total_variance,
+            )
+        )
+
+    record("start", [], [])
+    limit = max_moves if max_moves is not None else 4 * n + 16
+    stopped = "no improving move"
+    target = width if width is not None else n
+    bar = track(
+        range(limit), total=min(limit, max(target - search.width, 1)),
+        description="assemble: moves", show=show_progress,
+    )
+    moves = 0
+    for moves in bar:  # noqa: B007 (counts moves)
+        if moves and moves % 512 == 0:
+            search.refresh()
+        if search.over_budget():
+            k = search.best_forced_removal()
+            if k is None:
+                raise BudgetError(
+                    f"the budget (width {width}, L0 {l0}) cannot be met: no removable latent left"
+                )
+            search.apply(k, add=False)
+            record("remove", [], [k])
+            continue
+        k = search.best_removal()
+        if k is not None:
+            search.apply(k, add=False)
+            record("remove", [], [k])
+            continue
+        k = search.best_addition()
+        if k is not None:
+            search.apply(k, add=True)
+            record("add", [k], [])
+            continue
+        pair = search.best_swap(swap_candidates) if swap_candidates else None
+        if pair is None:
+            break
+        i, j = pair
+        search.apply(i, add=False)
+        search.apply(j, add=True)
+        record("swap", [j], [i])
+    else:
+        stopped = "max_moves"
+    times["selection"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    union_S = search.in_S.nonzero().flatten()
+    solve: ScaleSolve | None = None
+    scales_S = torch.ones(union_S.numel(), dtype=torch.float64)
+    n_dropped = 0
+    if refit and union_S.numel():
+        scales_S, solve = solve_scales(fit, union_S)
+        keep = scales_S > 0
+        n_dropped = int((~keep).sum())
+        union_S, scales_S = union_S[keep], scales_S[keep]
+    if union_S.numel() == 0:
+        raise BudgetError(
+            f"no latent of the pool lowers the error within the budget (width {width}, L0 {l0})"
+        )
+    bias_D = fit.best_bias(union_S, scales_S)
+    if refit:
+        mse_fit = fit.sse(union_S, scales_S) / fit.n_tokens
+        mse_eval = ev.sse_with_bias(union_S, scales_S, bias_D) / ev.n_tokens
+        in_final = torch.zeros(n, dtype=torch.bool)
+        in_final[union_S] = True
+        path.append(
+            PathStep(
+                step=len(path),
+                move="refit",
+                removed=_refs(fit, (search.in_S & ~in_final).nonzero().flatten().tolist()),
+                width=int(union_S.numel()),
+                l0=float(search.cost_U[union_S].sum()),
+                mse_fit=mse_fit,
+                mse_eval=mse_eval,
+                fvu_eval=mse_eval * ev.n_tokens / ev.total_variance,
+            )
+        )
+    times["refit"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sae = _build(saes, fit, union_S, scales_S, bias_D, start)
+    times["build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit_metrics = evaluate(sae, fit_x, batch_size=batch_size, show_progress=show_progress)
+    eval_metrics = evaluate(sae, ev_x, batch_size=batch_size, show_progress=show_progress)
+    times["evaluate"] = time.perf_counter() - t0
+    sae_of, _ = fit.source_of(union_S)
+    result = AssemblyResult(
+        saes=[describe_sae(s) for s in saes],
+        widths=[s.cfg.d_sae for s in saes],
+        start=start,
+        keep_start=keep_start,
+        pool=pool_k,
+        width_budget=width,
+        l0_budget=l0,
+        refit=refit,
+        n_fit_tokens=fit.n_tokens,
+        n_eval_tokens=ev.n_tokens,
+        stopped=stopped,
+        path=path,
+        selected_per_sae=torch.bincount(sae_of, minlength=len(saes)).tolist(),
+        n_dropped_zero_scale=n_dropped,
+        solve=solve,
+        fit=fit_metrics,
+        eval=eval_metrics,
+        seconds=times,
+    )
+    prov = get_provenance(sae)
+    prov.operations[-1] = prov.operations[-1].model_copy(
+        update={
+            "details": {
+                **prov.operations[-1].details,
+                "width_budget": width,
+                "l0_budget": l0,
+                "start": start,
+                "keep_start": keep_start,
+                "pool": pool_k,
+                "refit": refit,
+                "moves": len(path) - 1,
+                "n_fit_tokens": fit.n_tokens,
+                "mse_fit": result.fit.mse.value,
+                "mse_eval": result.eval.mse.value,
+            }
+        }
+    )
+    set_provenance(sae, prov)
+    return Assembly(sae=sae, result=result)
+
+
+def _refs(obj: Objective, union: list[int]) -> list[LatentRef]:
+    if not union:
+        return []
+    sae_of, idx = obj.source_of(torch.tensor(union))
+    return [LatentRef(sae=int(s), index=int(i)) for s, i in zip(sae_of, idx, strict=True)]
+
+
+def _build(
+    saes: Sequence[SAE[Any]],
+    obj: Objective,
+    union_S: torch.Tensor,
+    scales_S: torch.Tensor,
+    bias_D: torch.Tensor,
+    start: int | None,
+) -> SAE[Any]:
+    """Join the chosen latents (grouped by SAE, in index order), then write scales and bias."""
+    order = union_S.sort().indices
+    union_S, scales_S = union_S[order], scales_S[order]
+    sae_of, latent_of = obj.source_of(union_S)
+    parts = [
+        Part(saes[k], latent_of[sae_of == k])
+        for k in range(len(saes))
+        if bool((sae_of == k).any())
+    ]
+    base = saes[start] if start is not None else parts[0].sae
+    op = Operation(
+        operation="assemble",
+        inputs=[describe_sae(s) for s in saes],
+        n_latents_in=int(union_S.numel()),
+        details={"exact": True, "per_sae": [int((sae_of == k).sum()) for k in range(len(saes))]},
+    )
+    sae = join(base, parts, op)
+    write_decoder(sae, scales_S, bias_D)
+    return sae

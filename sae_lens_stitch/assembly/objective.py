@@ -1,0 +1,408 @@
+"""The exact quadratic objective of assembly: what any subset of a family's latents, with any
+decoder scales and the best output bias, reconstructs, priced from numbers gathered in one pass.
+
+With exact stitching every kept latent ``i`` fires as in its own SAE (activation ``a_i(t)``,
+decoder row ``w_i``). An SAE made of a subset ``S`` with decoder scales ``s`` and output bias
+``b`` reconstructs ``x̂(t) = b + Σ_{i∈S} s_i a_i(t) w_i``. With the best ``b``
+(``x̄ - Σ s_i ā_i w_i``) its summed squared error is
+
+    SSE(S, s) = R - 2 Σ_S s_i c_i + Σ_{i,j∈S} s_i s_j Q_ij
+    R    = Σ_t |x_t - x̄|²
+    c_i  = Σ_t a_i(t) (x_t - x̄)·w_i
+    Q_ij = (Σ_t a_i(t) a_j(t) - N ā_i ā_j) (w_i·w_j)
+
+:class:`Objective` holds ``R``, ``c``, the firing counts, the decoder rows and the sparse
+activations (by token and by latent), never the dense ``Q``: a column of ``Q`` is computed on
+demand from the co-activations of one latent (the tokens where it fires), and products
+``Q_SS v`` from two sparse-dense products. Memory is O(non-zero activations + latents x d_in).
+
+Exact for SAEs whose decode is ``acts @ W_dec + b_dec`` and whose latents fire independently
+of each other once joined: every architecture whose registry rule is exact (standard, JumpReLU,
+gated). Not for TopK families (joined TopK latents compete in their group) nor transcoders
+(they reconstruct another hook). A single TopK SAE is fine for :func:`refit`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sae_lens import SAE
+
+from sae_lens_stitch.effects import check_linear_decode
+from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidActivationsError
+from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, iter_batches
+from sae_lens_stitch.registry import get_rule
+
+_CHUNK_TOKENS = 8192
+"""Tokens per chunk in the sparse products (bounds the dense [tokens, d_in] temporaries)."""
+
+
+@dataclass
+class Objective:
+    """R, c, firing statistics, decoder rows and sparse activations of a family of SAEs on one
+    set of activations. Latents of the family are numbered in one union: SAE ``k``'s latent
+    ``i`` is union latent ``offsets[k] + i``."""
+
+    offsets: list[int]
+    """[n_saes + 1] start of each SAE's latents in the union."""
+    n_tokens: int
+    """N: tokens gathered."""
+    total_variance: float
+    """R = Σ_t |x_t - x̄|²."""
+    mean_D: torch.Tensor
+    """x̄, float64 [d_in]."""
+    W_UD: torch.Tensor
+    """Decoder rows of the union's latents [n, d_in] (the SAEs' dtype)."""
+    c_U: torch.Tensor
+    """c_i, float64 [n]."""
+    counts_U: torch.Tensor
+    """n_i: tokens on which each latent fires, int64 [n]."""
+    sum_a_U: torch.Tensor
+    """Σ_t a_i(t), float64 [n]."""
+    sum_a2_U: torch.Tensor
+    """Σ_t a_i(t)², float64 [n]."""
+    by_token: torch.Tensor
+    """Sparse CSR [N, n] of the activations (rows: tokens)."""
+    by_latent: torch.Tensor
+    """Sparse CSR [n, N]: the same activations, rows: latents."""
+
+    @property
+    def n_latents(self) -> int:
+        return int(self.c_U.numel())
+
+    @property
+    def d_in(self) -> int:
+        return int(self.W_UD.shape[1])
+
+    @property
+    def mean_a_U(self) -> torch.Tensor:
+        """ā_i, float64 [n]."""
+        return self.sum_a_U / self.n_tokens
+
+    @property
+    def sq_norms_U(self) -> torch.Tensor:
+        """|w_i|², float64 [n]."""
+        return self.W_UD.double().pow(2).sum(-1)
+
+    @property
+    def q_diag_U(self) -> torch.Tensor:
+        """Q_ii = (Σ a_i² - N ā_i²) |w_i|², float64 [n]."""
+        return (self.sum_a2_U - self.sum_a_U * self.mean_a_U) * self.sq_norms_U
+
+    def union_indices(self, sae_index: int, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """Union indices of SAE ``sae_index``'s latents (all of them by default)."""
+        start, end = self.offsets[sae_index], self.offsets[sae_index + 1]
+        if latents is None:
+            return torch.arange(start, end)
+        return latents.long().cpu() + start
+
+    def source_of(self, union_U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(SAE index, latent index in that SAE) of each union index."""
+        bounds = torch.tensor(self.offsets[1:-1], dtype=torch.long)
+        sae_U = torch.bucketize(union_U.long().cpu(), bounds, right=True)
+        return sae_U, union_U.long().cpu() - torch.tensor(self.offsets, dtype=torch.long)[sae_U]
+
+    # --- columns of Q ----------------------------------------------------------------------
+    def coactivations(self, k: int) -> torch.Tensor:
+        """Σ_t a_i(t) a_k(t) for every union latent i, float64 [n], from the tokens where k
+        fires only."""
+        crow, col = self.by_latent.crow_indices(), self.by_latent.col_indices()
+        vals = self.by_latent.values()
+        s, e = int(crow[k]), int(crow[k + 1])
+        out = torch.zeros(self.n_latents, dtype=torch.float64, device=vals.device)
+        if e == s:
+            return out
+        toks, a_k = col[s:e], vals[s:e].double()
+        t_crow, t_col, t_vals = (
+            self.by_token.crow_indices(),
+            self.by_token.col_indices(),
+            self.by_token.values(),
+        )
+        starts, ends = t_crow[toks], t_crow[toks + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        base = torch.repeat_interleave(starts - (lengths.cumsum(0) - lengths), lengths)
+        entries = base + torch.arange(total, device=base.device)
+        weights = torch.repeat_interleave(a_k, lengths) * t_vals[entries].double()
+        return out.index_add_(0, t_col[entries], weights)
+
+    def column(self, k: int) -> torch.Tensor:
+        """Q[:, k], float64 [n] (on the objective's device)."""
+        mean_a = self.mean_a_U
+        cov = self.coactivations(k) - self.n_tokens * mean_a * mean_a[k]
+        gram = (self.W_UD @ self.W_UD[k]).double()
+        return cov * gram
+
+    # --- products with Q_SS ----------------------------------------------------------------
+    def _scaled_rows(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
+        """[n, d_in] float64: row i is v_i w_i for i in S, 0 elsewhere."""
+        dev = self.W_UD.device
+        rows = torch.zeros(self.n_latents, self.d_in, dtype=torch.float64, device=dev)
+        idx = union_S.to(dev)
+        rows[idx] = self.W_UD[idx].double() * v_S.to(dev, torch.float64)[:, None]
+        return rows
+
+    def reconstructions(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
+        """y_t = Σ_{i∈S} v_i a_i(t) w_i for every token, float64 [N, d_in]."""
+        return _spmm(self.by_token, self._scaled_rows(union_S, v_S))
+
+    def matvec(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
+        """Q[:, S] v for every union latent, float64 [n]: with y = A_S diag(v) W_S,
+        (Qv)_i = w_i · (Σ_t a_i(t) y_t) - N ā_i w_i · ȳ."""
+        y_ND = self.reconstructions(union_S, v_S)
+        ay_UD = _spmm(self.by_latent, y_ND)
+        mean_y_D = y_ND.sum(0) / self.n_tokens
+        W = self.W_UD.double()
+        return (ay_UD * W).sum(-1) - self.n_tokens * self.mean_a_U * (W @ mean_y_D)
+
+    def quadratic(self, union_S: torch.Tensor, s_S: torch.Tensor) -> float:
+        """s^T Q_SS s = Σ_t |y_t - ȳ|² with y_t = Σ s_i a_i(t) w_i."""
+        y_ND = self.reconstructions(union_S, s_S)
+        mean_y_D = y_ND.sum(0) / self.n_tokens
+        return float(y_ND.pow(2).sum() - self.n_tokens * mean_y_D.pow(2).sum())
+
+    def sse(self, union_S: torch.Tensor, s_S: torch.Tensor | None = None) -> float:
+        """SSE(S, s) with the best output bias (scales 1 by default)."""
+        s_S = _ones_like(union_S) if s_S is None else s_S.double()
+        linear = float((self.c_U[union_S.to(self.c_U.device)] * s_S.to(self.c_U.device)).sum())
+        return self.total_variance - 2 * linear + self.quadratic(union_S, s_S)
+
+    def best_bias(self, union_S: torch.Tensor, s_S: torch.Tensor | None = None) -> torch.Tensor:
+        """b = x̄ - Σ_S s_i ā_i w_i, float64 [d_in]."""
+        s_S = _ones_like(union_S) if s_S is None else s_S.double()
+        idx = union_S.to(self.W_UD.device)
+        weights = self.mean_a_U[idx] * s_S.to(self.mean_a_U.device)
+        return self.mean_D - weights @ self.W_UD[idx].double()
+
+    def sse_with_bias(
+        self, union_S: torch.Tensor, s_S: torch.Tensor | None, bias_D: torch.Tensor
+    ) -> float:
+        """SSE(S, s) with output bias ``bias_D`` (e.g. fitted on other tokens):
+        the best-bias SSE plus N |x̄ - b - Σ s_i ā_i w_i|²."""
+        gap_D = self.best_bias(union_S, s_S) - bias_D.to(self.mean_D.device, torch.float64)
+        return self.sse(union_S, s_S) + self.n_tokens * float(gap_D.pow(2).sum())
+
+
+    def restrict(self, union_S: torch.Tensor) -> Restricted:
+        """The objective on latents ``union_S`` only, for repeated products ``Q_SS v``."""
+        dev = self.W_UD.device
+        idx = union_S.to(dev).long()
+        pos_U = torch.full((self.n_latents,), -1, dtype=torch.long, device=dev)
+        pos_U[idx] = torch.arange(idx.numel(), device=dev)
+        crow, col, vals = (
+            self.by_token.crow_indices(),
+            self.by_token.col_indices(),
+            self.by_token.values(),
+        )
+        keep = pos_U[col] >= 0
+        row_of = torch.repeat_interleave(
+            torch.arange(self.n_tokens, device=dev), crow[1:] - crow[:-1]
+        )[keep]
+        new_col, new_val = pos_U[col[keep]], vals[keep].float()
+        n_s = int(idx.numel())
+        return Restricted(
+            by_token=_csr(row_of, new_col, new_val, self.n_tokens, n_s),
+            by_latent=_csr(new_col, row_of, new_val, n_s, self.n_tokens),
+            W_SD=self.W_UD[idx].float(),
+            mean_a_S=self.mean_a_U[idx],
+            n_tokens=self.n_tokens,
+        )
+
+
+@dataclass
+class Restricted:
+    """Products ``Q_SS v`` for one fixed set of latents S, in float32 sparse products (for
+    iterative solves; exact sums stay with :class:`Objective`)."""
+
+    by_token: torch.Tensor
+    by_latent: torch.Tensor
+    W_SD: torch.Tensor
+    mean_a_S: torch.Tensor
+    n_tokens: int
+
+    def matvec(self, v_S: torch.Tensor) -> torch.Tensor:
+        """Q_SS v, float64 [|S|]."""
+        rows = self.W_SD * v_S.to(self.W_SD.device, torch.float32)[:, None]
+        y_ND = self.by_token @ rows
+        mean_y_D = y_ND.double().sum(0) / self.n_tokens
+        ay_SD = self.by_latent @ y_ND
+        W = self.W_SD.double()
+        return (ay_SD.double() * W).sum(-1) - self.n_tokens * self.mean_a_S * (W @ mean_y_D)
+
+
+def _ones_like(union_S: torch.Tensor) -> torch.Tensor:
+    return torch.ones(union_S.numel(), dtype=torch.float64)
+
+
+def _spmm(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """sparse (CSR, float32) @ dense (float64), in float64, chunked over the sparse rows."""
+    crow, col, vals = sparse.crow_indices(), sparse.col_indices(), sparse.values()
+    n_rows = crow.numel() - 1
+    out = torch.empty(n_rows, dense.shape[1], dtype=torch.float64, device=dense.device)
+    for r0 in range(0, n_rows, _CHUNK_TOKENS):
+        r1 = min(r0 + _CHUNK_TOKENS, n_rows)
+        s, e = int(crow[r0]), int(crow[r1])
+        chunk = torch.sparse_csr_tensor(
+            crow[r0 : r1 + 1] - s,
+            col[s:e],
+            vals[s:e].double(),
+            size=(r1 - r0, dense.shape[0]),
+        )
+        out[r0:r1] = chunk @ dense
+    return out
+
+
+def check_family(saes: Sequence[SAE[Any]], *, need_exact: bool = True) -> None:
+    """Raise unless ``saes`` read the same activations (d_in, hook, model, dtype, ...) and
+    their decode is linear; with ``need_exact``, unless their latents keep firing as in their
+    own SAE once joined (registry rule ``exact``) and they reconstruct their input."""
+    from sae_lens_stitch.checks import check_compatible, check_finite
+    from sae_lens_stitch.errors import UnsupportedArchitectureError
+
+    if not saes:
+        raise ValueError("no SAEs given")
+    names = [_label(i, s) for i, s in enumerate(saes)]
+    for i, sae in enumerate(saes):
+        check_finite(sae, name=names[i])
+        check_linear_decode(sae, name=names[i])
+        rule = get_rule(sae)
+        if not rule.reconstructs_input:
+            raise UnsupportedArchitectureError(
+                sae.cfg.architecture(),
+                [],
+                reason="it reconstructs another hook than it reads; assembly and refit "
+                "need SAEs that reconstruct their input",
+            )
+        if need_exact and len(saes) > 1 and not rule.exact:
+            raise UnsupportedArchitectureError(
+                sae.cfg.architecture(),
+                [],
+                reason="its latents do not fire independently once joined (TopK groups), "
+                "so the assembly objective is not exact for it",
+            )
+        if i:
+            check_compatible(saes[0], sae, names=(names[0], names[i]))
+            if get_rule(saes[0]).family != rule.family:
+                raise IncompatibleSAEsError(
+                    "architecture",
+                    saes[0].cfg.architecture(),
+                    sae.cfg.architecture(),
+                    names=(names[0], names[i]),
+                )
+
+
+def _label(i: int, sae: SAE[Any]) -> str:
+    return f"SAE {i} (d_sae={sae.cfg.d_sae})"
+
+
+def _check_batch(x_ND: torch.Tensor, seen: int) -> None:
+    if x_ND.is_complex():
+        raise InvalidActivationsError(f"activations are complex ({x_ND.dtype}); expected real")
+    finite = torch.isfinite(x_ND)
+    if not bool(finite.all()):
+        bad = int((~finite.all(-1)).nonzero()[0, 0]) + seen
+        raise InvalidActivationsError(
+            f"activations hold NaN or inf (first at token {bad}); clean them before assembling"
+        )
+
+
+@torch.no_grad()
+def build_objective(
+    saes: Sequence[SAE[Any]],
+    activations: ActivationsLike,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool | None = None,
+    check: bool = True,
+    description: str = "objective",
+) -> Objective:
+    """Gather R, c, firing counts and the sparse activations of every latent of ``saes`` over
+    ``activations`` (tensor [..., d_in] or iterable of batches), in one pass of each SAE's own
+    ``encode``. Everything is on the first SAE's device."""
+    if check:
+        check_family(saes)
+    first = saes[0]
+    dev, d_in = first.W_dec.device, first.cfg.d_in
+    offsets = [0]
+    for sae in saes:
+        offsets.append(offsets[-1] + sae.cfg.d_sae)
+    n = offsets[-1]
+    W_UD = torch.cat([sae.W_dec.detach().to(dev) for sae in saes])
+    ax_UD = torch.zeros(n, d_in, dtype=torch.float64, device=dev)  # Σ_t a_i(t) x_t
+    sum_a = torch.zeros(n, dtype=torch.float64, device=dev)
+    sum_a2 = torch.zeros(n, dtype=torch.float64, device=dev)
+    sum_x = torch.zeros(d_in, dtype=torch.float64, device=dev)
+    sum_x2 = torch.zeros((), dtype=torch.float64, device=dev)
+    toks: list[torch.Tensor] = []
+    lats: list[torch.Tensor] = []
+    vals: list[torch.Tensor] = []
+    n_tokens = 0
+    for x_ND in iter_batches(
+        activations, d_in, batch_size=batch_size, show_progress=show_progress, description=description
+    ):
+        _check_batch(x_ND, n_tokens)
+        x_ND = x_ND.to(dev, first.W_dec.dtype)
+        x64 = x_ND.double()
+        sum_x += x64.sum(0)
+        sum_x2 += x64.pow(2).sum()
+        for k, sae in enumerate(saes):
+            acts_NL = sae.encode(x_ND)
+            nz = acts_NL.nonzero()
+            t, lat = nz[:, 0], nz[:, 1]
+            v = acts_NL[t, lat]
+            coo = torch.sparse_coo_tensor(
+                torch.stack([lat, t]), v.double(), size=(sae.cfg.d_sae, x_ND.shape[0])
+            )
+            ax_UD[offsets[k] : offsets[k + 1]] += torch.sparse.mm(coo, x64)
+            u = lat + offsets[k]
+            sum_a.index_add_(0, u, v.double())
+            sum_a2.index_add_(0, u, v.double().pow(2))
+            toks.append(t + n_tokens)
+            lats.append(u)
+            vals.append(v.float())
+        n_tokens += x_ND.shape[0]
+    if n_tokens == 0:
+        raise InvalidActivationsError("activations are empty: no tokens to build the objective")
+    mean_D = sum_x / n_tokens
+    total_variance = float(sum_x2 - n_tokens * mean_D.pow(2).sum())
+    W64 = W_UD.double()
+    c_U = (ax_UD * W64).sum(-1) - sum_a * (W64 @ mean_D)
+    del ax_UD
+    tok = torch.cat(toks) if toks else torch.zeros(0, dtype=torch.long, device=dev)
+    lat = torch.cat(lats) if lats else torch.zeros(0, dtype=torch.long, device=dev)
+    val = torch.cat(vals) if vals else torch.zeros(0, device=dev)
+    del toks, lats, vals
+    counts_U = torch.bincount(lat, minlength=n)
+    by_token = _csr(tok, lat, val, n_tokens, n)
+    by_latent = _csr(lat, tok, val, n, n_tokens)
+    if not math.isfinite(total_variance) or not bool(torch.isfinite(c_U).all()):
+        raise InvalidActivationsError("activations overflow: their squares are not finite")
+    return Objective(
+        offsets=offsets,
+        n_tokens=n_tokens,
+        total_variance=total_variance,
+        mean_D=mean_D,
+        W_UD=W_UD,
+        c_U=c_U,
+        counts_U=counts_U,
+        sum_a_U=sum_a,
+        sum_a2_U=sum_a2,
+        by_token=by_token,
+        by_latent=by_latent,
+    )
+
+
+def _csr(
+    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int, n_cols: int
+) -> torch.Tensor:
+    """CSR [n_rows, n_cols] from coordinates (sorted by row, then column)."""
+    order = torch.argsort(rows * n_cols + cols)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return torch.sparse_csr_tensor(
+        crow, cols[order], vals[order], size=(n_rows, n_cols), check_invariants=False
+    )
