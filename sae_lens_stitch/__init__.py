@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING, Any
 from sae_lens_stitch._version import __version__
 
 if TYPE_CHECKING:
+    from sae_lens_stitch.assembly.assemble import (
+        Assembly,
+        AssemblyResult,
+        PathStep,
+        assemble,
+    )
+    from sae_lens_stitch.assembly.refit import refit
     from sae_lens_stitch.checks import check_compatible, check_indices
     from sae_lens_stitch.classify import (
         ClassificationSummary,
@@ -43,6 +50,8 @@ if TYPE_CHECKING:
         insert_effects,
     )
     from sae_lens_stitch.errors import (
+        BudgetError,
+        InvalidActivationsError,
         CorruptSAEError,
         HubError,
         IncompatibleSAEsError,
@@ -93,6 +102,13 @@ if TYPE_CHECKING:
     from sae_lens_stitch.surgery import frankenstein, remove_features, stitch, swap
 
 _EXPORTS: dict[str, str] = {
+    "Assembly": "sae_lens_stitch.assembly.assemble",
+    "AssemblyResult": "sae_lens_stitch.assembly.assemble",
+    "PathStep": "sae_lens_stitch.assembly.assemble",
+    "assemble": "sae_lens_stitch.assembly.assemble",
+    "refit": "sae_lens_stitch.assembly.refit",
+    "BudgetError": "sae_lens_stitch.errors",
+    "InvalidActivationsError": "sae_lens_stitch.errors",
     "ArchitectureRule": "sae_lens_stitch.registry",
     "ClassificationSummary": "sae_lens_stitch.classify",
     "CorruptSAEError": "sae_lens_stitch.errors",
@@ -179,6 +195,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Assembly",
+    "AssemblyResult",
+    "BudgetError",
+    "InvalidActivationsError",
+    "PathStep",
+    "assemble",
+    "refit",
     "ArchitectureRule",
     "ClassificationSummary",
     "CorruptSAEError",

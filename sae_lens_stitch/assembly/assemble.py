@@ -192,7 +192,8 @@ class _Search:
         self.refresh()
 
     def refresh(self) -> None:
-        """Recompute h, the SSEs and the eval bias gap exactly from the selection."""
+        """Compute h, the SSEs and the eval bias gap exactly from the selection (at the start;
+        afterwards each move updates them exactly, up to float64 rounding)."""
         idx = self.in_S.nonzero().flatten()
         ones = torch.ones(idx.numel(), dtype=torch.float64)
         self.h = self.fit.matvec(idx, ones)
@@ -417,8 +418,6 @@ def assemble(
     )
     moves = 0
     for moves in bar:  # noqa: B007 (counts moves)
-        if moves and moves % 512 == 0:
-            search.refresh()
         if search.over_budget():
             k = search.best_forced_removal()
             if k is None:

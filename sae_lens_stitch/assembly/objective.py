@@ -24,7 +24,9 @@ gated). Not for TopK families (joined TopK latents compete in their group) nor t
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,9 @@ from sae_lens_stitch.effects import check_linear_decode
 from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidActivationsError
 from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, iter_batches
 from sae_lens_stitch.registry import get_rule
+
+COLUMN_CACHE_BYTES = 256 * 2**20
+"""Memory for cached columns of Q."""
 
 _CHUNK_TOKENS = 8192
 """Tokens per chunk in the sparse products (bounds the dense [tokens, d_in] temporaries)."""
@@ -78,7 +83,7 @@ class Objective:
     def d_in(self) -> int:
         return int(self.W_UD.shape[1])
 
-    @property
+    @functools.cached_property
     def mean_a_U(self) -> torch.Tensor:
         """ā_i, float64 [n]."""
         return self.sum_a_U / self.n_tokens
@@ -131,11 +136,25 @@ class Objective:
         return out.index_add_(0, t_col[entries], weights)
 
     def column(self, k: int) -> torch.Tensor:
-        """Q[:, k], float64 [n] (on the objective's device)."""
+        """Q[:, k], float64 [n] (on the objective's device). The most recent columns are
+        cached (up to ``COLUMN_CACHE_BYTES``): greedy swap rounds ask for the same ones."""
+        cache = self._columns
+        col = cache.pop(k, None)
+        if col is None:
+            col = self._column(k)
+            while cache and (len(cache) + 1) * col.numel() * 8 > COLUMN_CACHE_BYTES:
+                cache.pop(next(iter(cache)))
+        cache[k] = col
+        return col
+
+    @functools.cached_property
+    def _columns(self) -> dict[int, torch.Tensor]:
+        return {}
+
+    def _column(self, k: int) -> torch.Tensor:
         mean_a = self.mean_a_U
-        cov = self.coactivations(k) - self.n_tokens * mean_a * mean_a[k]
-        gram = (self.W_UD @ self.W_UD[k]).double()
-        return cov * gram
+        cov = self.coactivations(k).sub_(mean_a, alpha=self.n_tokens * float(mean_a[k]))
+        return cov.mul_(self.W_UD @ self.W_UD[k])
 
     # --- products with Q_SS ----------------------------------------------------------------
     def _scaled_rows(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
@@ -233,6 +252,27 @@ class Restricted:
         W = self.W_SD.double()
         return (ay_SD.double() * W).sum(-1) - self.n_tokens * self.mean_a_S * (W @ mean_y_D)
 
+    def dense(self) -> torch.Tensor:
+        """Q_SS as a dense float64 matrix (|S|² entries: for moderate |S| only). The
+        co-activation Gram is a sparse product (scipy): Σ_t nnz_t² multiply-adds."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        n_s = self.W_SD.shape[0]
+        a = sp.csr_matrix(
+            (
+                self.by_token.values().cpu().double().numpy(),
+                self.by_token.col_indices().cpu().numpy(),
+                self.by_token.crow_indices().cpu().numpy(),
+            ),
+            shape=(self.n_tokens, n_s),
+        )
+        co = torch.from_numpy(np.asarray((a.T @ a).toarray()))
+        mean_a = self.mean_a_S.cpu()
+        co -= self.n_tokens * mean_a[:, None] * mean_a[None, :]
+        W = self.W_SD.cpu().double()
+        return co.mul_(W @ W.T)
+
 
 def _ones_like(union_S: torch.Tensor) -> torch.Tensor:
     return torch.ones(union_S.numel(), dtype=torch.float64)
@@ -246,11 +286,8 @@ def _spmm(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     for r0 in range(0, n_rows, _CHUNK_TOKENS):
         r1 = min(r0 + _CHUNK_TOKENS, n_rows)
         s, e = int(crow[r0]), int(crow[r1])
-        chunk = torch.sparse_csr_tensor(
-            crow[r0 : r1 + 1] - s,
-            col[s:e],
-            vals[s:e].double(),
-            size=(r1 - r0, dense.shape[0]),
+        chunk = _sparse_csr(
+            crow[r0 : r1 + 1] - s, col[s:e], vals[s:e].double(), (r1 - r0, dense.shape[0])
         )
         out[r0:r1] = chunk @ dense
     return out
@@ -355,7 +392,10 @@ def build_objective(
             t, lat = nz[:, 0], nz[:, 1]
             v = acts_NL[t, lat]
             coo = torch.sparse_coo_tensor(
-                torch.stack([lat, t]), v.double(), size=(sae.cfg.d_sae, x_ND.shape[0])
+                torch.stack([lat, t]),
+                v.double(),
+                size=(sae.cfg.d_sae, x_ND.shape[0]),
+                check_invariants=False,
             )
             ax_UD[offsets[k] : offsets[k + 1]] += torch.sparse.mm(coo, x64)
             u = lat + offsets[k]
@@ -403,6 +443,12 @@ def _csr(
     order = torch.argsort(rows * n_cols + cols)
     crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-    return torch.sparse_csr_tensor(
-        crow, cols[order], vals[order], size=(n_rows, n_cols), check_invariants=False
-    )
+    return _sparse_csr(crow, cols[order], vals[order], (n_rows, n_cols))
+
+
+def _sparse_csr(
+    crow: torch.Tensor, col: torch.Tensor, vals: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the products used are not
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, vals, size=size, check_invariants=False)

@@ -92,6 +92,11 @@ def _pcg(
     return x, it
 
 
+DENSE_LIMIT = 8192
+"""Largest selection whose Q_SS is formed densely (8192² float64 = 512 MiB); larger ones are
+solved matrix-free."""
+
+
 def solve_scales(
     objective: Objective,
     union_S: torch.Tensor,
@@ -116,15 +121,26 @@ def solve_scales(
     free = diag_S > 0
     s[~free] = 0.0
     rounds = iters = 0
+    restricted = objective.restrict(idx)
+    if n_s <= DENSE_LIMIT:
+        q_SS = restricted.dense().to(dev)
+        full_apply = q_SS.__matmul__
+    else:
+        full_apply = restricted.matvec
     for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported)
-        apply = objective.restrict(idx[free]).matvec
+        if n_s <= DENSE_LIMIT:
+            q_FF = q_SS[free][:, free]
+            apply = q_FF.__matmul__
+        else:
+            apply = objective.restrict(idx[free]).matvec
 
-        x, it = _pcg(apply, c_S[free], diag_S[free], s[free].clamp_min(0), tol, max_iter)
+        tol_r = min(tol, 1e-10) if n_s <= DENSE_LIMIT else tol  # dense products are cheap
+        x, it = _pcg(apply, c_S[free], diag_S[free], s[free].clamp_min(0), tol_r, max_iter)
         iters += it
         if bool((x >= 0).all()):
             s[free] = x
             s[~free] = 0.0
-            grad = objective.restrict(idx).matvec(s) - c_S  # d SSE / d s, halved
+            grad = full_apply(s) - c_S  # d SSE / d s, halved
             release = (~free) & (grad < -1e-9 * max(float(c_S.abs().max()), 1e-30)) & (diag_S > 0)
             if not bool(release.any()):
                 break
