@@ -252,8 +252,25 @@ def read_activation_file(path_text: str) -> Any:
             ) from None
     elif path.suffix in (".pt", ".pth"):
         data = _torch_load_tensors(path, path_text)
+    elif path.suffix == ".npy":
+        import numpy as np
+
+        try:
+            array = np.load(str(path), allow_pickle=False)
+        except Exception:
+            raise CLIError(
+                f"cannot read activations file {path_text!r}: not a valid .npy array of numbers "
+                "(corrupt, truncated, or holding Python objects)"
+            ) from None
+        if array.dtype.kind not in "fiu":
+            raise CLIError(
+                f"activations file {path_text!r} holds {array.dtype} values; expected real numbers"
+            )
+        data = torch.from_numpy(np.ascontiguousarray(array))
     else:
-        raise CLIError(f"activations file {path_text!r}: expected a .pt, .pth or .safetensors file")
+        raise CLIError(
+            f"activations file {path_text!r}: expected a .pt, .pth, .safetensors or .npy file"
+        )
     if isinstance(data, dict):
         tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
         if "activations" in tensors:
@@ -564,6 +581,99 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assemble(args: argparse.Namespace) -> int:
+    out = prepare_out(args.out, create=False)
+    if (out / "sae").exists() and not args.overwrite:
+        raise CLIError(f"{str(out / 'sae')!r} already exists; pass --overwrite to replace it")
+    raw = read_activation_file(args.activations)
+    raw_eval = read_activation_file(args.eval_activations) if args.eval_activations else None
+    saes = load_all(args, args.saes)
+    pool = parse_indices(args.pool) if args.pool is not None else None
+    from sae_lens_stitch.assembly.assemble import assemble, split_tokens
+    from sae_lens_stitch.assembly.pareto import pareto
+    from sae_lens_stitch.plots import plot_pareto
+
+    d_in = saes[0].cfg.d_in
+    acts = fit_activations(raw, args.activations, d_in)
+    eval_acts = (
+        fit_activations(raw_eval, args.eval_activations, d_in) if raw_eval is not None else None
+    )
+    result = assemble(
+        saes,
+        acts,
+        eval_activations=eval_acts,
+        width=args.width,
+        l0=args.l0,
+        start=args.start,
+        keep_start=not args.no_keep_start,
+        pool=pool,
+        refit=not args.no_refit,
+        eval_fraction=args.eval_fraction,
+        max_moves=args.max_moves,
+    )
+    out.mkdir(exist_ok=True)
+    saved = _save(result.sae, out / "sae", args.overwrite)
+    write_json(out / "assembly.json", result.result.model_dump(mode="json"))
+    r = result.result
+    lines = [
+        f"assembled {result.sae.cfg.d_sae} latents ({', '.join(f'{n} from SAE {k} (d_sae {w})' for k, (n, w) in enumerate(zip(r.selected_per_sae, r.widths, strict=True)) if n)}) "
+        f"in {len(r.path) - 1} moves; stopped: {r.stopped}",
+        f"eval ({r.n_eval_tokens} tokens): FVU {r.eval.fvu.value:.4f}, MSE {r.eval.mse.value:.4g}, "
+        f"L0 {r.eval.l0.value:.2f}; fit ({r.n_fit_tokens} tokens): FVU {r.fit.fvu.value:.4f}",
+        f"saved to {saved}; wrote {out / 'assembly.json'}",
+    ]
+    payload: dict[str, Any] = {"folder": str(saved), "assembly": r.model_dump(mode="json")}
+    if not args.no_baselines:
+        fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
+        plane = pareto(saes, fit_x, ev_x, result, threshold=args.threshold)
+        write_json(out / "pareto.json", plane.model_dump(mode="json"))
+        files = plot_pareto(plane, out / "pareto")
+        payload["pareto"] = plane.model_dump(mode="json")
+        for p in plane.points:
+            lines.append(f"  {p.label:<44} width {p.width:>6}  L0 {p.l0:6.2f}  FVU {p.fvu:.4f}")
+        lines.append(f"wrote {out / 'pareto.json'} and {files.png}")
+    emit(args, payload, lines)
+    return 0
+
+
+def cmd_refit(args: argparse.Namespace) -> int:
+    folder = prepare_sae_out(args.out, args.overwrite)
+    raw = read_activation_file(args.activations)
+    raw_eval = read_activation_file(args.eval_activations) if args.eval_activations else None
+    sae = load(args, args.sae)
+    from sae_lens_stitch.assembly.assemble import split_tokens
+    from sae_lens_stitch.assembly.refit import refit_with_result
+    from sae_lens_stitch.evaluation import evaluate
+
+    d_in = sae.cfg.d_in
+    acts = fit_activations(raw, args.activations, d_in)
+    eval_acts = (
+        fit_activations(raw_eval, args.eval_activations, d_in) if raw_eval is not None else None
+    )
+    fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
+    new, info = refit_with_result(sae, fit_x)
+    before, after = evaluate(sae, ev_x), evaluate(new, ev_x)
+    saved = _save(new, folder, args.overwrite)
+    payload = _surgery_payload(new, saved) | {
+        "refit": info.model_dump(mode="json"),
+        "eval_before": before.model_dump(mode="json"),
+        "eval_after": after.model_dump(mode="json"),
+    }
+    emit(
+        args,
+        payload,
+        [
+            f"refit {sae.cfg.d_sae} latents on {fit_x.shape[0]} tokens: scales "
+            f"{info.scale_min:.3g} .. {info.scale_max:.3g} (median {info.scale_median:.3g}), "
+            f"{info.solve.n_zero} at 0",
+            f"eval ({ev_x.shape[0]} tokens): FVU {before.fvu.value:.4f} -> {after.fvu.value:.4f}, "
+            f"L0 {before.l0.value:.2f} -> {after.l0.value:.2f}",
+            f"saved to {saved}",
+        ],
+    )
+    return 0
+
+
 def _synthetic_activations(n_tokens: int, seed: int) -> Any:
     from sae_lens_stitch.demo.data import load_ground_truth
 
@@ -746,6 +856,25 @@ def _weights(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--activations",
+        required=True,
+        help=".pt/.pth/.safetensors/.npy activations [..., d_in] to fit on",
+    )
+    p.add_argument(
+        "--eval-activations",
+        help="separate activations to report on (default: the last --eval-fraction of --activations)",
+    )
+    p.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.25,
+        help="share of --activations held out for evaluation without --eval-activations "
+        "(default: 0.25)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -866,6 +995,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="seed for --synthetic (default: 1234)")
     _common(p, out_default="runs/evaluate", out_help="folder for evaluation.json")
 
+    p = add(
+        "assemble",
+        "build the best SAE a family's latents can make under a width and/or L0 budget",
+        cmd_assemble,
+    )
+    p.add_argument("saes", nargs="+", help=f"the family, SAEs of one hook: {SOURCE_HELP}")
+    _split_options(p)
+    p.add_argument("--width", type=int, help="most latents the SAE may have")
+    p.add_argument("--l0", type=float, help="highest mean L0 (on the fit tokens) it may have")
+    p.add_argument(
+        "--start",
+        type=int,
+        help="position (0-based, in the order given) of the SAE to start from (default: empty)",
+    )
+    p.add_argument(
+        "--no-keep-start", action="store_true", help="let the start SAE's latents be removed"
+    )
+    p.add_argument(
+        "--pool",
+        help="positions of the SAEs whose latents may enter, e.g. 1,2 (default: all but --start)",
+    )
+    p.add_argument(
+        "--no-refit", action="store_true", help="keep decoder scales 1 (bias still fitted)"
+    )
+    p.add_argument("--max-moves", type=int, help="stop after this many greedy moves")
+    p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip the Pareto comparison (trained widths and refits, stitch-all-novel, "
+        "Frankenstein, swap curve)",
+    )
+    _threshold(p)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT/sae if it exists")
+    _common(
+        p,
+        out_default=None,
+        out_help="folder for assembly.json, pareto.json, pareto.png/svg and the SAE (OUT/sae)",
+    )
+
+    p = add("refit", "best decoder scales and output bias for a trained SAE (exact)", cmd_refit)
+    p.add_argument("sae", help=f"the SAE: {SOURCE_HELP}")
+    _split_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p, out_default=None, out_help="folder to save the refit SAE to (SAE-Lens layout)")
+
     p = add("push", "publish a saved SAE folder to the Hugging Face Hub", cmd_push)
     p.add_argument("folder", help="a local SAE folder (cfg.json + sae_weights.safetensors)")
     p.add_argument("repo", help="Hub repo id OWNER/NAME (created if missing)")
@@ -912,6 +1086,19 @@ def _validate(args: argparse.Namespace) -> None:
         check_source(source)
     if args.command == "frankenstein" and len(args.saes) < 2:
         raise CLIError(f"frankenstein needs at least two SAEs, got {len(args.saes)}")
+    if args.command in ("assemble", "refit") and not 0 < args.eval_fraction < 1:
+        raise CLIError(f"--eval-fraction must be between 0 and 1, got {args.eval_fraction}")
+    if args.command == "assemble":
+        if args.width is None and args.l0 is None:
+            raise CLIError("assemble needs a budget: --width N, --l0 X, or both")
+        if args.width is not None and args.width < 1:
+            raise CLIError(f"--width must be positive, got {args.width}")
+        if args.l0 is not None and not 0 < args.l0 < float("inf"):
+            raise CLIError(f"--l0 must be a positive number, got {args.l0}")
+        if args.start is not None and not 0 <= args.start < len(args.saes):
+            raise CLIError(
+                f"--start {args.start} is not a position among the {len(args.saes)} SAEs given"
+            )
     if args.command == "evaluate" and args.n_tokens < 1:
         raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
     path_in_repo = getattr(args, "path_in_repo", None)

@@ -5,6 +5,7 @@
 - :func:`plot_insert_effects`: insert effect (ΔMSE) against max cosine.
 - :func:`plot_curves`: FVU and L0 along insertion / swap curves.
 - :func:`plot_frankenstein_plane`: trained vs Frankenstein SAEs in the L0-FVU plane.
+- :func:`plot_pareto`: width-FVU and L0-FVU planes with every way the family can be combined.
 
 matplotlib is imported here only (``import sae_lens_stitch`` does not import it). Figures are
 built with ``matplotlib.figure.Figure`` (Agg canvas), never pyplot, so no global state or GUI
@@ -28,6 +29,7 @@ from sae_lens_stitch.classify import DEFAULT_THRESHOLD, FeatureClassification
 from sae_lens_stitch.report import PlotFiles
 
 if TYPE_CHECKING:
+    from sae_lens_stitch.assembly.pareto import Pareto
     from sae_lens_stitch.curves import Curve, FrankensteinPlane
     from sae_lens_stitch.effects import InsertEffects
 
@@ -258,4 +260,65 @@ def plot_frankenstein_plane(
         fig,
         stem,
         "Trained SAEs and Frankenstein SAEs in the L0-FVU plane; labels are widths.",
+    )
+
+
+_PARETO_STYLE: dict[str, tuple[str, str]] = {
+    "trained": ("o", "tab:blue"),
+    "stitch_all_novel": ("^", "tab:red"),
+    "frankenstein": ("s", "tab:purple"),
+    "assembled": ("*", "tab:green"),
+}
+
+
+def plot_pareto(
+    result: Pareto, stem: str | os.PathLike[str], *, title: str | None = None
+) -> PlotFiles:
+    """FVU against width and FVU against L0 (evaluation tokens): trained SAEs and their refits,
+    stitch-all-novel, Frankenstein, the seed-order swap curve and the assembly path. Filled
+    markers: as built; hollow: refit (decoder scales and bias fitted on the fit tokens)."""
+    fig = Figure(figsize=(11, 4.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, cost, xlabel in (
+        (axes[0], "width", "width (latents; lower is cheaper)"),
+        (axes[1], "l0", "L0 (mean active latents per token; lower is sparser)"),
+    ):
+        for curve in result.curves:
+            xs = curve.width if cost == "width" else curve.l0
+            style = ("-", "tab:orange") if curve.kind == "swap_curve" else ("-", "tab:green")
+            ax.plot(xs, curve.fvu, style[0], color=style[1], lw=1, alpha=0.8, label=curve.label)
+        trained = sorted(
+            (p for p in result.points if p.kind == "trained" and not p.refit), key=lambda p: p.width
+        )
+        ax.plot(
+            [getattr(p, cost) for p in trained],
+            [p.fvu for p in trained],
+            ":",
+            color="tab:blue",
+            lw=1,
+        )
+        for p in result.points:
+            marker, color = _PARETO_STYLE[p.kind]
+            ax.plot(
+                getattr(p, cost),
+                p.fvu,
+                marker,
+                color=color,
+                mfc="none" if p.refit else color,
+                ms=11 if p.kind == "assembled" else 7,
+                label=p.label,
+                linestyle="none",
+            )
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("FVU on evaluation tokens (lower is better)")
+    fig.suptitle(title or "What the family's latents can make: width and L0 against FVU")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    return _save(
+        fig,
+        stem,
+        f"FVU on {result.n_eval_tokens} evaluation tokens against width and L0; hollow markers "
+        f"are refits fitted on {result.n_fit_tokens} other tokens.",
     )

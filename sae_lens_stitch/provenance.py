@@ -132,15 +132,19 @@ class Provenance(BaseModel):
                     continue
             runs.append([origin.source, origin.index, 1])
         scales = [origin.scale for origin in self.latents]
-        return {
-            "format_version": self.format_version,
-            "sources": {k: v.model_dump(exclude_none=True) for k, v in self.sources.items()},
-            "latent_runs": runs,
-            "operations": [op.model_dump() for op in self.operations],
-        } | ({"latent_scales": scales} if any(x != 1.0 for x in scales) else {}) | (
-            {"loaded_from": self.loaded_from.model_dump(exclude_none=True)}
-            if self.loaded_from is not None
-            else {}
+        return (
+            {
+                "format_version": self.format_version,
+                "sources": {k: v.model_dump(exclude_none=True) for k, v in self.sources.items()},
+                "latent_runs": runs,
+                "operations": [op.model_dump() for op in self.operations],
+            }
+            | ({"latent_scales": scales} if any(x != 1.0 for x in scales) else {})
+            | (
+                {"loaded_from": self.loaded_from.model_dump(exclude_none=True)}
+                if self.loaded_from is not None
+                else {}
+            )
         )
 
     @classmethod

@@ -4,6 +4,7 @@ the built SAE really does."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -29,7 +30,9 @@ from sae_lens_stitch.evaluation import evaluate
 
 
 def family(arch: str = "standard", apply_b_dec: bool = True) -> list[SAE[Any]]:
-    small, large = related_pair(arch, n_small=8, n_novel=6, d_in=16, apply_b_dec_to_input=apply_b_dec)
+    small, large = related_pair(
+        arch, n_small=8, n_novel=6, d_in=16, apply_b_dec_to_input=apply_b_dec
+    )
     mid = make_sae(arch, 14, 16, seed=7, apply_b_dec_to_input=apply_b_dec)
     return [small, mid, large]
 
@@ -153,7 +156,7 @@ def test_assemble_path_budgets_and_final_metrics() -> None:
     assert a.sae.cfg.d_sae <= 16
     assert a.path[0].move == "start" and a.path[0].width == 8
     fit_mse = [p.mse_fit for p in a.path]
-    assert all(b < a_ for a_, b in zip(fit_mse, fit_mse[1:], strict=False))  # every move helps
+    assert all(b < a_ for a_, b in itertools.pairwise(fit_mse))  # every move helps
     assert a.path[-1].mse_eval == pytest.approx(a.eval.mse.value, rel=1e-5)
     assert a.path[-1].mse_fit == pytest.approx(a.fit.mse.value, rel=1e-5)
     assert a.path[-1].l0 == pytest.approx(a.fit.l0.value, rel=1e-9)
@@ -217,7 +220,9 @@ def test_assembled_sae_saves_and_loads_with_plain_sae_lens(tmp_path) -> None:
         ({"width": 10, "eval_fraction": 1.5}, InvalidActivationsError, "1.5"),
     ],
 )
-def test_assemble_bad_budgets(kwargs: dict[str, Any], error: type[Exception], fragment: str) -> None:
+def test_assemble_bad_budgets(
+    kwargs: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
     saes = family()
     with pytest.raises(error, match=fragment):
         assemble(saes, acts_for(saes, n=200), **kwargs)

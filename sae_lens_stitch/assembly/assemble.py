@@ -320,7 +320,9 @@ def _check_budgets(
 
 
 def _check_pool(pool: Sequence[int] | None, start: int | None, n: int) -> list[int]:
-    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < n):
+    if start is not None and (
+        isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < n
+    ):
         raise BudgetError(f"start must be None or an SAE index in 0..{n - 1}; got {start!r}")
     chosen = [k for k in range(n) if k != start] if pool is None else list(pool)
     if not chosen:
@@ -365,16 +367,26 @@ def assemble(
     check_family(saes)
     pool_k = _check_pool(pool, start, len(saes))
     if not isinstance(swap_candidates, int) or swap_candidates < 0:
-        raise BudgetError(f"swap_candidates must be a non-negative integer; got {swap_candidates!r}")
+        raise BudgetError(
+            f"swap_candidates must be a non-negative integer; got {swap_candidates!r}"
+        )
     start_width = saes[start].cfg.d_sae if start is not None else 0
     _check_budgets(width, l0, start_width, 0.0, keep_start)  # before any pass over the data
     fit_x, ev_x = split_tokens(activations, saes[0].cfg.d_in, eval_activations, eval_fraction)
     fit = build_objective(
-        saes, fit_x, batch_size=batch_size, show_progress=show_progress, check=False,
+        saes,
+        fit_x,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        check=False,
         description="assemble: fit objective",
     )
     ev = build_objective(
-        saes, ev_x, batch_size=batch_size, show_progress=show_progress, check=False,
+        saes,
+        ev_x,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        check=False,
         description="assemble: eval objective",
     )
     times["objective"] = time.perf_counter() - t0
@@ -413,8 +425,10 @@ def assemble(
     stopped = "no improving move"
     target = width if width is not None else n
     bar = track(
-        range(limit), total=min(limit, max(target - search.width, 1)),
-        description="assemble: moves", show=show_progress,
+        range(limit),
+        total=min(limit, max(target - search.width, 1)),
+        description="assemble: moves",
+        show=show_progress,
     )
     moves = 0
     for moves in bar:  # noqa: B007 (counts moves)
@@ -552,9 +566,7 @@ def _build(
     union_S, scales_S = union_S[order], scales_S[order]
     sae_of, latent_of = obj.source_of(union_S)
     parts = [
-        Part(saes[k], latent_of[sae_of == k])
-        for k in range(len(saes))
-        if bool((sae_of == k).any())
+        Part(saes[k], latent_of[sae_of == k]) for k in range(len(saes)) if bool((sae_of == k).any())
     ]
     base = saes[start] if start is not None else parts[0].sae
     op = Operation(

@@ -205,7 +205,6 @@ class Objective:
         gap_D = self.best_bias(union_S, s_S) - bias_D.to(self.mean_D.device, torch.float64)
         return self.sse(union_S, s_S) + self.n_tokens * float(gap_D.pow(2).sum())
 
-
     def restrict(self, union_S: torch.Tensor) -> Restricted:
         """The objective on latents ``union_S`` only, for repeated products ``Q_SS v``."""
         dev = self.W_UD.device
@@ -379,7 +378,11 @@ def build_objective(
     vals: list[torch.Tensor] = []
     n_tokens = 0
     for x_ND in iter_batches(
-        activations, d_in, batch_size=batch_size, show_progress=show_progress, description=description
+        activations,
+        d_in,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        description=description,
     ):
         _check_batch(x_ND, n_tokens)
         x_ND = x_ND.to(dev, first.W_dec.dtype)

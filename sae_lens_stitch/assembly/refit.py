@@ -113,7 +113,12 @@ def solve_scales(
     sse_before = objective.sse(idx, ones)
     if n_s == 0:
         return ones, ScaleSolve(
-            n_latents=0, n_zero=0, rounds=0, cg_iterations=0, sse_before=sse_before, sse_after=sse_before
+            n_latents=0,
+            n_zero=0,
+            rounds=0,
+            cg_iterations=0,
+            sse_before=sse_before,
+            sse_after=sse_before,
         )
     c_S = objective.c_U[idx]
     diag_S = objective.q_diag_U[idx]
@@ -122,19 +127,14 @@ def solve_scales(
     s[~free] = 0.0
     rounds = iters = 0
     restricted = objective.restrict(idx)
-    if n_s <= DENSE_LIMIT:
-        q_SS = restricted.dense().to(dev)
-        full_apply = q_SS.__matmul__
-    else:
-        full_apply = restricted.matvec
+    q_SS = restricted.dense().to(dev) if n_s <= DENSE_LIMIT else None
+    full_apply = q_SS.__matmul__ if q_SS is not None else restricted.matvec
+    tol_r = min(tol, 1e-10) if q_SS is not None else tol  # dense products are cheap
     for rounds in range(1, max_rounds + 1):  # noqa: B007 (rounds is reported)
-        if n_s <= DENSE_LIMIT:
-            q_FF = q_SS[free][:, free]
-            apply = q_FF.__matmul__
+        if q_SS is not None:
+            apply = q_SS[free][:, free].__matmul__
         else:
             apply = objective.restrict(idx[free]).matvec
-
-        tol_r = min(tol, 1e-10) if n_s <= DENSE_LIMIT else tol  # dense products are cheap
         x, it = _pcg(apply, c_S[free], diag_S[free], s[free].clamp_min(0), tol_r, max_iter)
         iters += it
         if bool((x >= 0).all()):
@@ -146,8 +146,8 @@ def solve_scales(
                 break
             free |= release
         else:
-            # hold the negative ones at 0 (the most negative first: all of them at once is
-            # the usual shortcut and converges in a few rounds here)
+            # hold every negative one at 0 at once and re-solve the rest; the KKT check
+            # above releases any that should come back
             s_free = s[free]
             s_free[:] = x.clamp_min(0)
             s[free] = s_free
@@ -165,7 +165,9 @@ def solve_scales(
         sse_after=sse_after,
     )
     if not math.isfinite(sse_after) or sse_after > sse_before:
-        return ones, info.model_copy(update={"kept_ones": True, "sse_after": sse_before, "n_zero": 0})
+        return ones, info.model_copy(
+            update={"kept_ones": True, "sse_after": sse_before, "n_zero": 0}
+        )
     return s, info
 
 
@@ -268,7 +270,11 @@ def refit_with_result(
     check_family([sae])
     check_rescalable(sae)
     obj = objective or build_objective(
-        [sae], activations, batch_size=batch_size, show_progress=show_progress, check=False,
+        [sae],
+        activations,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        check=False,
         description="refit: objective",
     )
     alive = (obj.counts_U > 0).nonzero().flatten()
