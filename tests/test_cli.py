@@ -89,6 +89,8 @@ def test_help_is_light_and_lists_every_subcommand() -> None:
         "swap",
         "frankenstein",
         "evaluate",
+        "assemble",
+        "refit",
         "push",
         "demo",
     ):
@@ -707,3 +709,78 @@ def test_stitch_and_frankenstein_skip_latents_dead_on_the_activations(
         assert code == 0, err
         origins = get_provenance(load_sae(str(dest))).latents[small.cfg.d_sae :]
         assert [o.index for o in origins] == novel[1:]
+
+
+def test_assemble_and_refit_commands(
+    saes: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = saes["paths"]
+    gen = torch.Generator().manual_seed(0)
+    large: SAE[Any] = saes["large"]
+    coef = torch.rand(800, large.cfg.d_sae, generator=gen) * (
+        torch.rand(800, large.cfg.d_sae, generator=gen) < 0.1
+    )
+    with torch.no_grad():
+        acts = coef @ large.W_dec + 0.2 * torch.randn(800, 16, generator=gen)
+    import numpy as np
+
+    np.save(tmp_path / "acts.npy", acts.numpy())
+    out = tmp_path / "asm"
+    code, stdout, err = call(
+        capsys, "assemble", p["small"], p["large"], p["bigger"], "--activations",
+        str(tmp_path / "acts.npy"), "--width", "20", "--start", "0", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    payload = json.loads(stdout)
+    result = json.loads((out / "assembly.json").read_text())
+    assert result == payload["assembly"]
+    assert result["width_budget"] == 20 and result["n_eval_tokens"] == 200
+    sae = load_sae(str(out / "sae"))
+    assert sae.cfg.d_sae <= 20
+    assert (out / "pareto.png").is_file() and (out / "pareto.svg").is_file()
+    kinds = {pt["kind"] for pt in json.loads((out / "pareto.json").read_text())["points"]}
+    assert kinds == {"trained", "stitch_all_novel", "frankenstein", "assembled"}
+    # an existing OUT/sae is refused without --overwrite, before any work
+    code, _, err = call(
+        capsys, "assemble", p["small"], p["large"], "--activations", str(tmp_path / "acts.npy"),
+        "--width", "20", "--out", str(out),
+    )  # fmt: skip
+    assert code == 1 and "--overwrite" in err
+
+    code, stdout, err = call(
+        capsys, "refit", p["large"], "--activations", str(tmp_path / "acts.npy"),
+        "--out", str(tmp_path / "refit"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    payload = json.loads(stdout)
+    assert payload["eval_after"]["mse"]["value"] <= payload["eval_before"]["mse"]["value"] * 1.05
+    assert payload["eval_after"]["l0"]["value"] == pytest.approx(
+        payload["eval_before"]["l0"]["value"]
+    )
+    assert get_provenance(load_sae(str(tmp_path / "refit"))).operations[-1].operation == "refit"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ([], "needs a budget"),
+        (["--width", "0"], "--width must be positive"),
+        (["--l0", "-1"], "--l0 must be a positive"),
+        (["--width", "5", "--start", "4"], "--start 4"),
+        (["--width", "5", "--eval-fraction", "1"], "--eval-fraction"),
+    ],
+)
+def test_assemble_option_errors(
+    saes: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    fragment: str,
+) -> None:
+    p = saes["paths"]
+    code, _, err = call(
+        capsys, "assemble", p["small"], p["large"], "--activations", p["acts_pt"],
+        "--out", str(tmp_path / "x"), *extra,
+    )  # fmt: skip
+    assert code == 1 and fragment in err and "\n" not in err.strip()
+    assert not (tmp_path / "x").exists()

@@ -22,6 +22,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sae_lens_stitch._atomic import atomic_write_text
+from sae_lens_stitch.assembly.assemble import AssemblyResult, assemble
+from sae_lens_stitch.assembly.pareto import Pareto, pareto
 from sae_lens_stitch.classify import DEFAULT_THRESHOLD, ClassificationSummary, classify_features
 from sae_lens_stitch.curves import Curve, FrankensteinPlane, frankenstein_plane, swap_curve
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
@@ -35,6 +37,7 @@ from sae_lens_stitch.plots import (
     plot_frankenstein_plane,
     plot_insert_effects,
     plot_max_cosine_histograms,
+    plot_pareto,
 )
 from sae_lens_stitch.provenance import get_provenance
 from sae_lens_stitch.report import StitchReport, write_report
@@ -46,6 +49,9 @@ N_TOKENS_QUICK = 4_096
 EVAL_SEED = 1234
 """Seed of the demo's evaluation activations (the family was trained on other seeds)."""
 PUBLISH_FOLDER = "frankenstein_sae"
+ASSEMBLED_FOLDER = "assembled_sae"
+FIT_SEED = 4321
+"""Seed of the tokens the assembly and the refits are fitted on (evaluation: EVAL_SEED)."""
 RESULT_FILE = "demo.json"
 
 
@@ -114,6 +120,16 @@ class FrankensteinResult(BaseModel):
     publish_folder: str
 
 
+class AssemblyDemo(BaseModel):
+    """The assembled SAE of the demo family against the method's fixed rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    result: AssemblyResult
+    pareto: Pareto
+    folder: str
+
+
 class DemoResult(BaseModel):
     """Everything :func:`run_demo` measured (written to ``demo.json``)."""
 
@@ -129,6 +145,7 @@ class DemoResult(BaseModel):
     metrics: dict[str, Metrics]
     frankenstein: FrankensteinResult
     plane: FrankensteinPlane
+    assembly: AssemblyDemo | None = None
     claims: list[Claim]
     report: str
     pushed: dict[str, Any] | None = None
@@ -153,6 +170,12 @@ class DemoResult(BaseModel):
             f"{f.trained_fvu_at_same_width:.4f} at that width; L0 {f.metrics.l0.value:.2f} vs "
             f"{f.trained_l0_at_same_width:.2f}"
         )
+        if self.assembly is not None:
+            r = self.assembly.result
+            out.append(
+                f"  assembled: {r.eval.d_sae} latents (width budget {r.width_budget}), FVU "
+                f"{r.eval.fvu.value:.4f}, L0 {r.eval.l0.value:.2f}; see plots/pareto.png"
+            )
         for c in self.claims:
             mark = {True: "agrees", False: "DISAGREES", None: "n/a"}[c.agrees]
             out.append(f"  [{mark}] {c.claim}: {c.measured}")
@@ -420,6 +443,8 @@ def run_demo(
     )
     metrics = {f"trained[{w}]": metrics_by_width[w] for w in widths}
     metrics[f"frankenstein[{frank.cfg.d_sae}]"] = m_fr
+    assembly = _assembly(saes, fam, n_tokens, acts_ND, threshold, out, plots, show_progress)
+    metrics[f"assembled[{assembly.result.eval.d_sae}]"] = assembly.result.eval
     claims = _claims(pairs, fr)
     notes = [
         f"Demo family: standard ReLU/L1 SAEs of widths {widths} trained on a synthetic activation "
@@ -440,6 +465,7 @@ def run_demo(
         ],
         f"Publish-ready Frankenstein SAE: {PUBLISH_FOLDER}/ (SAE-Lens layout; "
         "`sae-stitch push` or `sae-stitch demo --push REPO`).",
+        *_assembly_notes(assembly),
     ]
     report = StitchReport(
         title="sae-lens-stitch demo: synthetic hierarchy family",
@@ -471,6 +497,7 @@ def run_demo(
         metrics=metrics,
         frankenstein=fr,
         plane=plane,
+        assembly=assembly,
         claims=claims,
         report=str(out / "report.html"),
         pushed=pushed,
@@ -478,6 +505,58 @@ def run_demo(
     )
     atomic_write_text(out / RESULT_FILE, result.model_dump_json(indent=2))
     return result
+
+
+def _assembly(
+    saes: list[Any],
+    fam: DemoFamily,
+    n_tokens: int,
+    eval_ND: torch.Tensor,
+    threshold: float,
+    out: Path,
+    plots: dict[str, Any],
+    show_progress: bool | None,
+) -> AssemblyDemo:
+    """Assemble from the smallest SAE (kept) up to the second width, on tokens of another
+    seed, and compare with every fixed rule in the width-FVU and L0-FVU planes."""
+    fit_ND = fam.truth.sample(n_tokens, seed=FIT_SEED)
+    built = assemble(
+        saes,
+        fit_ND,
+        eval_activations=eval_ND,
+        width=saes[1].cfg.d_sae,
+        start=0,
+        show_progress=show_progress,
+    )
+    plane = pareto(saes, fit_ND, eval_ND, built, threshold=threshold, show_progress=show_progress)
+    plots["pareto"] = plot_pareto(plane, out / "plots" / "pareto")
+    folder = save_sae(built.sae, out / ASSEMBLED_FOLDER, overwrite=True)
+    return AssemblyDemo(result=built.result, pareto=plane, folder=str(folder))
+
+
+def _assembly_notes(assembly: AssemblyDemo) -> list[str]:
+    r = assembly.result
+    fixed = sorted(
+        (p for p in assembly.pareto.points if p.kind != "assembled"), key=lambda p: p.fvu
+    )
+    best_fixed = next((p for p in fixed if p.width <= r.eval.d_sae), None)
+    rises = sum(
+        1 for a, b in itertools.pairwise(r.path) if b.move != "refit" and b.mse_eval > a.mse_eval
+    )
+    return [
+        f"Assembled SAE ({ASSEMBLED_FOLDER}/): from the {r.widths[0]}-latent SAE (kept), "
+        f"{len(r.path) - 1} greedy moves under a width budget of {r.width_budget}, refit: "
+        f"{r.eval.d_sae} latents, FVU {r.eval.fvu.value:.4f}, L0 {r.eval.l0.value:.2f} on the "
+        f"evaluation tokens (fitted on {r.n_fit_tokens} tokens of seed {FIT_SEED}); "
+        f"the path never rises on fit tokens and rises at {rises} of {len(r.path) - 1} moves on "
+        "evaluation tokens.",
+        "Best of the fixed rules and trained SAEs at that width or less: "
+        + (
+            f"{best_fixed.label}, FVU {best_fixed.fvu:.4f}."
+            if best_fixed is not None
+            else "none is that small."
+        ),
+    ]
 
 
 def _opt(value: float | None) -> str:
