@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "curves": "benchmarks.bench_curves",
     "cli": "benchmarks.bench_cli",
     "stitch": "benchmarks.bench_stitch_memory",
+    "assemble": "benchmarks.bench_assemble",
 }
 
 

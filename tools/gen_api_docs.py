@@ -27,6 +27,10 @@ STEPS: list[tuple[str, list[str]]] = [
     ("Classify and families", ["sae_lens_stitch.classify", "sae_lens_stitch.families"]),
     ("Surgery", ["sae_lens_stitch.surgery", "sae_lens_stitch.registry", "sae_lens_stitch.checks"]),
     (
+        "Assembly",
+        ["sae_lens_stitch.assembly.assemble", "sae_lens_stitch.assembly.refit"],
+    ),
+    (
         "Evaluate",
         [
             "sae_lens_stitch.evaluation",

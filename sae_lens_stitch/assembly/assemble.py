@@ -200,6 +200,10 @@ class _Search:
         self.sse = self.fit.sse(idx)
         self.ev_sse = self.ev.sse(idx)
         self.gap_D = self.ev.best_bias(idx) - self.fit.best_bias(idx)
+        # eval reconstruction of S (scales 1, no bias) and Σ_S ā_i w_i on the eval tokens:
+        # what Σ_{i∈S} Q^e_ik needs, without a column of Q^e per move
+        self.ev_y_ND = self.ev.reconstructions(idx, ones)
+        self.ev_m_D = self.ev.mean_a_U[idx] @ self.ev.W_UD[idx].double()
 
     # --- measures -------------------------------------------------------------------------
     @property
@@ -225,8 +229,14 @@ class _Search:
     def apply(self, k: int, add: bool) -> None:
         sign = 1.0 if add else -1.0
         gain = float(self.add_gain()[k] if add else self.remove_gain()[k])
-        col_e = self.ev.column(k)
-        h_e = float(col_e[self.in_S].sum())  # Σ_{i∈S} Q^e_ik, S before the move
+        toks, a_k = self.ev.latent_entries(k)
+        w_k = self.ev.W_UD[k].double()
+        y_T = self.ev_y_ND[toks]
+        mean_a_k = float(self.ev.mean_a_U[k])
+        # Σ_{i∈S} Q^e_ik = w_k · Σ_{t: k fires} a_k(t) y(t) - N ā_k w_k · Σ_S ā_i w_i (S before)
+        h_e = float(w_k @ (a_k @ y_T)) - self.ev.n_tokens * mean_a_k * float(w_k @ self.ev_m_D)
+        self.ev_y_ND.index_add_(0, toks, sign * a_k[:, None] * w_k[None, :])
+        self.ev_m_D += sign * mean_a_k * w_k
         if add:
             self.ev_sse += float(self.ev_q_diag[k] - 2 * self.ev_c[k] + 2 * h_e)
         else:
@@ -285,8 +295,9 @@ class _Search:
         n_rem = min(n_candidates, int(removable.sum()))
         outside = self.candidate & ~self.in_S
         best: tuple[float, int, int] | None = None
-        for i in order[:n_rem].tolist():
-            swap_gain = add_gain + float(rem_gain[i]) - 2 * self.fit.column(i)
+        chosen = order[:n_rem].tolist()
+        for i, col_i in zip(chosen, self.fit.columns(chosen), strict=True):
+            swap_gain = add_gain + float(rem_gain[i]) - 2 * col_i
             feasible = outside & self._fits(0, self.cost_U - float(self.cost_U[i]))
             if not bool(feasible.any()):
                 continue

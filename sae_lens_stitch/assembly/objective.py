@@ -43,6 +43,7 @@ COLUMN_CACHE_BYTES = 256 * 2**20
 """Memory for cached columns of Q."""
 
 _CHUNK_TOKENS = 8192
+_CHUNK_LATENTS = 16384
 """Tokens per chunk in the sparse products (bounds the dense [tokens, d_in] temporaries)."""
 
 
@@ -88,12 +89,12 @@ class Objective:
         """ā_i, float64 [n]."""
         return self.sum_a_U / self.n_tokens
 
-    @property
+    @functools.cached_property
     def sq_norms_U(self) -> torch.Tensor:
         """|w_i|², float64 [n]."""
-        return self.W_UD.double().pow(2).sum(-1)
+        return _rowwise_dot(self.W_UD, self.W_UD)
 
-    @property
+    @functools.cached_property
     def q_diag_U(self) -> torch.Tensor:
         """Q_ii = (Σ a_i² - N ā_i²) |w_i|², float64 [n]."""
         return (self.sum_a2_U - self.sum_a_U * self.mean_a_U) * self.sq_norms_U
@@ -112,6 +113,12 @@ class Objective:
         return sae_U, union_U.long().cpu() - torch.tensor(self.offsets, dtype=torch.long)[sae_U]
 
     # --- columns of Q ----------------------------------------------------------------------
+    def latent_entries(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, float64 activations) where latent ``k`` fires."""
+        crow = self.by_latent.crow_indices()
+        s, e = int(crow[k]), int(crow[k + 1])
+        return self.by_latent.col_indices()[s:e], self.by_latent.values()[s:e].double()
+
     def coactivations(self, k: int) -> torch.Tensor:
         """Σ_t a_i(t) a_k(t) for every union latent i, float64 [n], from the tokens where k
         fires only."""
@@ -138,14 +145,27 @@ class Objective:
     def column(self, k: int) -> torch.Tensor:
         """Q[:, k], float64 [n] (on the objective's device). The most recent columns are
         cached (up to ``COLUMN_CACHE_BYTES``): greedy swap rounds ask for the same ones."""
+        col = self._columns.pop(k, None)
+        self._remember(k, self._column(k) if col is None else col)
+        return self._columns[k]
+
+    def columns(self, ks: list[int]) -> list[torch.Tensor]:
+        """Q[:, k] for each k in ``ks`` (the uncached ones' decoder Gram columns in one matrix
+        product: one pass over the decoder rows instead of one per column)."""
+        missing = [k for k in dict.fromkeys(ks) if k not in self._columns]
+        if len(missing) > 1:
+            gram_UM = self.W_UD @ self.W_UD[missing].T
+            mean_a = self.mean_a_U
+            for j, k in enumerate(missing):
+                cov = self.coactivations(k).sub_(mean_a, alpha=self.n_tokens * float(mean_a[k]))
+                self._remember(k, cov.mul_(gram_UM[:, j]))
+        return [self.column(k) for k in ks]
+
+    def _remember(self, k: int, col: torch.Tensor) -> None:
         cache = self._columns
-        col = cache.pop(k, None)
-        if col is None:
-            col = self._column(k)
-            while cache and (len(cache) + 1) * col.numel() * 8 > COLUMN_CACHE_BYTES:
-                cache.pop(next(iter(cache)))
+        while cache and (len(cache) + 1) * col.numel() * 8 > COLUMN_CACHE_BYTES:
+            cache.pop(next(iter(cache)))
         cache[k] = col
-        return col
 
     @functools.cached_property
     def _columns(self) -> dict[int, torch.Tensor]:
@@ -157,26 +177,34 @@ class Objective:
         return cov.mul_(self.W_UD @ self.W_UD[k])
 
     # --- products with Q_SS ----------------------------------------------------------------
-    def _scaled_rows(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
-        """[n, d_in] float64: row i is v_i w_i for i in S, 0 elsewhere."""
-        dev = self.W_UD.device
-        rows = torch.zeros(self.n_latents, self.d_in, dtype=torch.float64, device=dev)
-        idx = union_S.to(dev)
-        rows[idx] = self.W_UD[idx].double() * v_S.to(dev, torch.float64)[:, None]
-        return rows
-
     def reconstructions(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
         """y_t = Σ_{i∈S} v_i a_i(t) w_i for every token, float64 [N, d_in]."""
-        return _spmm(self.by_token, self._scaled_rows(union_S, v_S))
+        idx = union_S.to(self.W_UD.device).long()
+        rows = self.W_UD[idx].double() * v_S.to(self.W_UD.device, torch.float64)[:, None]
+        return _spmm(self.restrict(idx).by_token, rows)
 
     def matvec(self, union_S: torch.Tensor, v_S: torch.Tensor) -> torch.Tensor:
-        """Q[:, S] v for every union latent, float64 [n]: with y = A_S diag(v) W_S,
-        (Qv)_i = w_i · (Σ_t a_i(t) y_t) - N ā_i w_i · ȳ."""
-        y_ND = self.reconstructions(union_S, v_S)
-        ay_UD = _spmm(self.by_latent, y_ND)
-        mean_y_D = y_ND.sum(0) / self.n_tokens
-        W = self.W_UD.double()
-        return (ay_UD * W).sum(-1) - self.n_tokens * self.mean_a_U * (W @ mean_y_D)
+        """Q[:, S] v for every union latent, float64 [n] from float32 sparse products: with
+        y = A_S diag(v) W_S, (Qv)_i = w_i · (Σ_t a_i(t) y_t) - N ā_i w_i · ȳ."""
+        idx = union_S.to(self.W_UD.device).long()
+        rows = self.W_UD[idx].float() * v_S.to(self.W_UD.device, torch.float32)[:, None]
+        y_ND = self.restrict(idx).by_token @ rows
+        mean_y_D = y_ND.double().sum(0) / self.n_tokens
+        out = torch.empty(self.n_latents, dtype=torch.float64, device=self.W_UD.device)
+        crow, col, vals = (
+            self.by_latent.crow_indices(),
+            self.by_latent.col_indices(),
+            self.by_latent.values(),
+        )
+        for r0 in range(0, self.n_latents, _CHUNK_LATENTS):
+            r1 = min(r0 + _CHUNK_LATENTS, self.n_latents)
+            s, e = int(crow[r0]), int(crow[r1])
+            chunk = _sparse_csr(
+                crow[r0 : r1 + 1] - s, col[s:e], vals[s:e], (r1 - r0, self.n_tokens)
+            )
+            out[r0:r1] = _rowwise_dot(chunk @ y_ND, self.W_UD[r0:r1])
+        centre = (self.W_UD.float() @ mean_y_D.float()).double()
+        return out - self.n_tokens * self.mean_a_U * centre
 
     def quadratic(self, union_S: torch.Tensor, s_S: torch.Tensor) -> float:
         """s^T Q_SS s = Σ_t |y_t - ȳ|² with y_t = Σ s_i a_i(t) w_i."""
@@ -271,6 +299,15 @@ class Restricted:
         co -= self.n_tokens * mean_a[:, None] * mean_a[None, :]
         W = self.W_SD.cpu().double()
         return co.mul_(W @ W.T)
+
+
+def _rowwise_dot(a_RD: torch.Tensor, b_RD: torch.Tensor) -> torch.Tensor:
+    """Σ_d a[r, d] b[r, d] in float64, chunked over rows (no float64 copy of the whole)."""
+    out = torch.empty(a_RD.shape[0], dtype=torch.float64, device=a_RD.device)
+    for r0 in range(0, a_RD.shape[0], _CHUNK_LATENTS):
+        r1 = r0 + _CHUNK_LATENTS
+        out[r0:r1] = (a_RD[r0:r1].double() * b_RD[r0:r1].double()).sum(-1)
+    return out
 
 
 def _ones_like(union_S: torch.Tensor) -> torch.Tensor:
@@ -368,7 +405,7 @@ def build_objective(
         offsets.append(offsets[-1] + sae.cfg.d_sae)
     n = offsets[-1]
     W_UD = torch.cat([sae.W_dec.detach().to(dev) for sae in saes])
-    ax_UD = torch.zeros(n, d_in, dtype=torch.float64, device=dev)  # Σ_t a_i(t) x_t
+    axw_U = torch.zeros(n, dtype=torch.float64, device=dev)  # Σ_t a_i(t) x_t · w_i
     sum_a = torch.zeros(n, dtype=torch.float64, device=dev)
     sum_a2 = torch.zeros(n, dtype=torch.float64, device=dev)
     sum_x = torch.zeros(d_in, dtype=torch.float64, device=dev)
@@ -400,7 +437,9 @@ def build_objective(
                 size=(sae.cfg.d_sae, x_ND.shape[0]),
                 check_invariants=False,
             )
-            ax_UD[offsets[k] : offsets[k + 1]] += torch.sparse.mm(coo, x64)
+            axw_U[offsets[k] : offsets[k + 1]] += _rowwise_dot(
+                torch.sparse.mm(coo, x64), W_UD[offsets[k] : offsets[k + 1]]
+            )
             u = lat + offsets[k]
             sum_a.index_add_(0, u, v.double())
             sum_a2.index_add_(0, u, v.double().pow(2))
@@ -412,9 +451,7 @@ def build_objective(
         raise InvalidActivationsError("activations are empty: no tokens to build the objective")
     mean_D = sum_x / n_tokens
     total_variance = float(sum_x2 - n_tokens * mean_D.pow(2).sum())
-    W64 = W_UD.double()
-    c_U = (ax_UD * W64).sum(-1) - sum_a * (W64 @ mean_D)
-    del ax_UD
+    c_U = axw_U - sum_a * _rowwise_dot(W_UD, mean_D.expand(n, d_in))
     tok = torch.cat(toks) if toks else torch.zeros(0, dtype=torch.long, device=dev)
     lat = torch.cat(lats) if lats else torch.zeros(0, dtype=torch.long, device=dev)
     val = torch.cat(vals) if vals else torch.zeros(0, device=dev)
