@@ -95,7 +95,7 @@ def _real(quick: bool, repeat: int) -> list[Row]:
             baseline="encode pass",
             goal_ratio=2.0,
             note=f"eval FVU {a.eval.fvu.value:.4f}, {len(a.path) - 1} moves",
-        ),  # fmt: skip
+        ),
     ]
     for phase, goal in (("objective", 1.0), ("selection", 0.1), ("refit", None)):
         secs = a.result.seconds[phase]
@@ -164,7 +164,7 @@ def _scale(quick: bool) -> list[Row]:
                 start=start,
                 show_progress=False,
                 batch_size=1024,
-            )  # fmt: skip
+            )
         )
         phases = ", ".join(f"{k} {v:.0f} s" for k, v in a.result.seconds.items())
         goal = 8 * 1024.0 if budget >= 24_576 // shrink else None
