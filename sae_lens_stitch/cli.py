@@ -617,7 +617,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     r = result.result
     lines = [
         f"assembled {result.sae.cfg.d_sae} latents ({', '.join(f'{n} from SAE {k} (d_sae {w})' for k, (n, w) in enumerate(zip(r.selected_per_sae, r.widths, strict=True)) if n)}) "
-        f"in {len(r.path) - 1} moves; stopped: {r.stopped}",
+        f"in {len(r.path) - 1} moves; stopped: {r.stopped}; evaluation MSE rose after "
+        f"{r.eval_rises} of them (fit MSE after none)",
         f"eval ({r.n_eval_tokens} tokens): FVU {r.eval.fvu.value:.4f}, MSE {r.eval.mse.value:.4g}, "
         f"L0 {r.eval.l0.value:.2f}; fit ({r.n_fit_tokens} tokens): FVU {r.fit.fvu.value:.4f}",
         f"saved to {saved}; wrote {out / 'assembly.json'}",

@@ -243,3 +243,27 @@ def test_assemble_bad_family_and_activations() -> None:
         assemble(saes, bad, width=10)
     with pytest.raises(InvalidActivationsError, match="too few tokens"):
         assemble(saes, x[:20], width=10)
+
+
+def test_significance_gate_and_scaled_moves() -> None:
+    saes = family()
+    x = acts_for(saes, n=1200)
+    fit, ev = x[:800], x[800:]
+    # no move is significant at an absurd z: the result is the start SAE, refit
+    stuck = assemble(saes, fit, eval_activations=ev, width=16, start=0, significance=1e9)
+    assert len(stuck.path) == 2 and stuck.path[-1].move == "refit"
+    assert stuck.result.selected_per_sae == [8, 0, 0]
+    refit_start = evaluate(refit(saes[0], fit), ev)
+    assert stuck.eval.mse.value == pytest.approx(refit_start.mse.value, rel=1e-5)
+    # without the gate more moves are taken; scaled moves keep the path monotone on fit
+    free = assemble(saes, fit, eval_activations=ev, width=16, start=0, significance=0.0)
+    gated = assemble(saes, fit, eval_activations=ev, width=16, start=0)
+    assert len(free.path) >= len(gated.path)
+    for a in (free, gated):
+        steps = [p.mse_fit for p in a.path if p.move != "refit"]
+        assert all(b < a_ for a_, b in itertools.pairwise(steps))
+        assert a.result.eval_rises == sum(
+            1 for u, v in itertools.pairwise(a.path[:-1]) if v.mse_eval > u.mse_eval
+        )
+    unit = assemble(saes, fit, eval_activations=ev, width=16, start=0, scaled=False)
+    assert unit.path[0].mse_fit > free.path[0].mse_fit  # the scaled start is refit first

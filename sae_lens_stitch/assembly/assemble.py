@@ -24,6 +24,7 @@ N_eval |gap|², and the gap is updated per move).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,10 +109,14 @@ class AssemblyResult(BaseModel):
     stopped: str
     """Why the greedy search ended: ``no improving move``, ``max_moves``."""
     path: list[PathStep]
+    eval_rises: int
+    """Moves of the path (refit excluded) after which the evaluation MSE rose. Lower is
+    better; the fit MSE never rises after the start (except forced removals)."""
     selected_per_sae: list[int]
     """Latents of the final SAE taken from each SAE of the family."""
     n_dropped_zero_scale: int
-    """Latents dropped because the non-negative refit gave them scale 0."""
+    """Latents dropped because the non-negative refit gave them scale 0 (latents of a kept
+    start SAE stay, with scale 0)."""
     solve: ScaleSolve | None
     fit: Metrics
     """Metrics of the final SAE on the fit tokens (its own forward pass)."""
@@ -167,7 +172,12 @@ def split_tokens(
 
 
 class _Search:
-    """Greedy state: the selection, the gains bookkeeping, and the eval error along the way."""
+    """Greedy state: the selection with a decoder scale per selected latent, the gains
+    bookkeeping (h = Q[:, S] s), and the eval error along the way.
+
+    ``scaled=False``: every latent has scale 1 (the plain stitched SAE). ``scaled=True``: the
+    start is refit first and each added latent enters with its best scale given the others
+    (s_j = (c_j - h_j) / Q_jj, never negative), so moves are priced for the refit SAE."""
 
     def __init__(
         self,
@@ -178,32 +188,50 @@ class _Search:
         candidate_U: torch.Tensor,
         width: int | None,
         l0: float | None,
+        scaled: bool,
+        fit_x: torch.Tensor,
+        significance: float,
     ):
         self.fit, self.ev = fit, ev
+        self.fit_x = fit_x
+        self.z = significance
         self.in_S = selected_U.clone()
-        self.removable = removable_U
+        self.removable = removable_U.clone()
         self.candidate = candidate_U & (fit.counts_U > 0)
         self.width_budget, self.l0_budget = width, l0
+        self.scaled = scaled
         self.cost_U = fit.counts_U.double() / fit.n_tokens  # L0 of each latent
         self.q_diag, self.c = fit.q_diag_U, fit.c_U
         self.ev_q_diag, self.ev_c = ev.q_diag_U, ev.c_U
         self.delta_mean_U = ev.mean_a_U - fit.mean_a_U
         self.tol = 1e-10 * max(fit.total_variance, 1e-30)
+        idx = self.in_S.nonzero().flatten()
+        self.s_U = torch.zeros(fit.n_latents, dtype=torch.float64)
+        self.s_U[idx] = 1.0
+        if scaled and idx.numel():
+            self.s_U[idx] = solve_scales(fit, idx)[0].cpu()
         self.refresh()
 
     def refresh(self) -> None:
         """Compute h, the SSEs and the eval bias gap exactly from the selection (at the start;
         afterwards each move updates them exactly, up to float64 rounding)."""
         idx = self.in_S.nonzero().flatten()
-        ones = torch.ones(idx.numel(), dtype=torch.float64)
-        self.h = self.fit.matvec(idx, ones)
-        self.sse = self.fit.sse(idx)
-        self.ev_sse = self.ev.sse(idx)
-        self.gap_D = self.ev.best_bias(idx) - self.fit.best_bias(idx)
-        # eval reconstruction of S (scales 1, no bias) and Σ_S ā_i w_i on the eval tokens:
-        # what Σ_{i∈S} Q^e_ik needs, without a column of Q^e per move
-        self.ev_y_ND = self.ev.reconstructions(idx, ones)
-        self.ev_m_D = self.ev.mean_a_U[idx] @ self.ev.W_UD[idx].double()
+        s_S = self.s_U[idx]
+        self.h = self.fit.matvec(idx, s_S)
+        self.sse = self.fit.sse(idx, s_S)
+        self.ev_sse = self.ev.sse(idx, s_S)
+        self.gap_D = self.ev.best_bias(idx, s_S) - self.fit.best_bias(idx, s_S)
+        # eval reconstruction of S (scaled, no bias) and Σ_S s_i ā_i w_i on the eval tokens:
+        # what Σ_{i∈S} Q^e_ik s_i needs, without a column of Q^e per move
+        self.ev_y_ND = self.ev.reconstructions(idx, s_S)
+        self.ev_m_D = (self.ev.mean_a_U[idx] * s_S) @ self.ev.W_UD[idx].double()
+        # fit residual without the bias (x - Σ_S s_i a_i w_i) and the best bias, for the
+        # per-token changes a significance test needs
+        if self.z > 0:
+            self.res_ND = self.fit_x.to(
+                self.fit.W_UD.device, torch.float64
+            ) - self.fit.reconstructions(idx, s_S)
+            self.bias_D = self.fit.best_bias(idx, s_S)
 
     # --- measures -------------------------------------------------------------------------
     @property
@@ -219,32 +247,87 @@ class _Search:
             self.l0_budget is not None and self.l0 > self.l0_budget + 1e-12
         )
 
-    def add_gain(self) -> torch.Tensor:
-        return self.q_diag - 2 * self.c + 2 * self.h
+    def _entry(self, r: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(entry scale, ΔSSE) of adding latents with residuals r = c - h and diagonals q:
+        scale 1, or in scaled mode the best non-negative one, r / q; ΔSSE = s² q - 2 s r."""
+        s = torch.ones_like(r) if not self.scaled else (r / q.clamp_min(1e-300)).clamp_min(0.0)
+        return s, s * (s * q - 2 * r)
+
+    def add_gain(self, residual_U: torch.Tensor | None = None) -> torch.Tensor:
+        """ΔSSE of adding each latent at its entry scale."""
+        r = self.c - self.h if residual_U is None else residual_U
+        return self._entry(r, self.q_diag)[1]
 
     def remove_gain(self) -> torch.Tensor:
-        return self.q_diag + 2 * self.c - 2 * self.h
+        """ΔSSE of removing each selected latent: s² Q_ii + 2 s (c_i - h_i)."""
+        s = self.s_U
+        return s * (s * self.q_diag + 2 * (self.c - self.h))
 
     # --- moves ----------------------------------------------------------------------------
     def apply(self, k: int, add: bool) -> None:
-        sign = 1.0 if add else -1.0
-        gain = float(self.add_gain()[k] if add else self.remove_gain()[k])
+        if add:
+            s_k, g_k = self._entry(self.c[k : k + 1] - self.h[k : k + 1], self.q_diag[k : k + 1])
+            scale, gain = float(s_k), float(g_k)
+        else:
+            scale = float(self.s_U[k])
+            gain = float(self.remove_gain()[k])
+        sign = scale if add else -scale
         toks, a_k = self.ev.latent_entries(k)
         w_k = self.ev.W_UD[k].double()
-        y_T = self.ev_y_ND[toks]
         mean_a_k = float(self.ev.mean_a_U[k])
-        # Σ_{i∈S} Q^e_ik = w_k · Σ_{t: k fires} a_k(t) y(t) - N ā_k w_k · Σ_S ā_i w_i (S before)
-        h_e = float(w_k @ (a_k @ y_T)) - self.ev.n_tokens * mean_a_k * float(w_k @ self.ev_m_D)
+        # Σ_{i∈S} Q^e_ik s_i = w_k · Σ_{t: k fires} a_k(t) y(t) - N ā_k w_k · Σ_S s_i ā_i w_i
+        h_e = float(w_k @ (a_k @ self.ev_y_ND[toks])) - self.ev.n_tokens * mean_a_k * float(
+            w_k @ self.ev_m_D
+        )
+        q_e, c_e = float(self.ev_q_diag[k]), float(self.ev_c[k])
+        if add:
+            self.ev_sse += scale * scale * q_e - 2 * scale * c_e + 2 * scale * h_e
+        else:
+            self.ev_sse += scale * scale * q_e + 2 * scale * c_e - 2 * scale * h_e
         self.ev_y_ND.index_add_(0, toks, sign * a_k[:, None] * w_k[None, :])
         self.ev_m_D += sign * mean_a_k * w_k
-        if add:
-            self.ev_sse += float(self.ev_q_diag[k] - 2 * self.ev_c[k] + 2 * h_e)
-        else:
-            self.ev_sse += float(self.ev_q_diag[k] + 2 * self.ev_c[k] - 2 * h_e)
         self.gap_D -= sign * float(self.delta_mean_U[k]) * self.fit.W_UD[k].double()
+        if self.z > 0:
+            f_toks, f_a = self.fit.latent_entries(k)
+            w_f = self.fit.W_UD[k].double()
+            self.res_ND.index_add_(0, f_toks, -sign * f_a[:, None] * w_f[None, :])
+            self.bias_D -= sign * float(self.fit.mean_a_U[k]) * w_f
         self.h += sign * self.fit.column(k)
         self.sse += gain
         self.in_S[k] = add
+        self.s_U[k] = scale if add else 0.0
+
+    def _token_changes(self, k: int, scale: float, add: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, change of each one's squared error) when latent k enters with ``scale``
+        (``add``) or leaves with its scale, the bias held: s²a²|w|² ∓ 2 s a w·r_t."""
+        toks, a = self.fit.latent_entries(k)
+        w = self.fit.W_UD[k].double()
+        r_T = self.res_ND[toks] - self.bias_D
+        sa = scale * a
+        if add:
+            return toks, sa * sa * float(w @ w) - 2 * sa * (r_T @ w)
+        return toks, sa * sa * float(w @ w) + 2 * sa * (r_T @ w)
+
+    def significant(self, moves: list[tuple[int, bool]], gain: float) -> bool:
+        """Whether a move's fit gain is at least ``z`` standard errors below 0: the per-token
+        changes summed over the tokens it touches have a spread; a gain smaller than its
+        noise would not hold on other tokens."""
+        if self.z <= 0:
+            return True
+        parts = []
+        for k, add in moves:
+            if add:
+                r_k = self.c[k : k + 1] - self.h[k : k + 1]
+                scale = float(self._entry(r_k, self.q_diag[k : k + 1])[0])
+            else:
+                scale = float(self.s_U[k])
+            parts.append(self._token_changes(k, scale, add))
+        toks = torch.cat([t for t, _ in parts])
+        delta = torch.cat([d for _, d in parts])
+        per_token = torch.zeros(self.fit.n_tokens, dtype=torch.float64, device=delta.device)
+        per_token.index_add_(0, toks, delta)
+        se = float(per_token.std()) * self.fit.n_tokens**0.5
+        return gain < -self.z * se
 
     def mse_eval(self) -> float:
         return (self.ev_sse + self.ev.n_tokens * float(self.gap_D.pow(2).sum())) / self.ev.n_tokens
@@ -266,10 +349,16 @@ class _Search:
         return int(torch.where(mask, score, torch.inf).argmin())
 
     def best_removal(self) -> int | None:
-        """A removal that lowers the error, the best one."""
-        gain = torch.where(self.in_S & self.removable, self.remove_gain(), torch.inf)
-        k = int(gain.argmin())
-        return k if float(gain[k]) < -self.tol else None
+        """A removal that lowers the error significantly, the best one (a latent whose
+        removal is not significant is not proposed again)."""
+        while True:
+            gain = torch.where(self.in_S & self.removable, self.remove_gain(), torch.inf)
+            k = int(gain.argmin())
+            if not float(gain[k]) < -self.tol:
+                return None
+            if self.significant([(k, False)], float(gain[k])):
+                return k
+            self.removable[k] = False
 
     def _fits(self, extra_width: int, extra_l0_U: torch.Tensor) -> torch.Tensor:
         ok = torch.ones_like(self.in_S)
@@ -280,24 +369,33 @@ class _Search:
         return ok
 
     def best_addition(self) -> int | None:
+        """The best feasible addition whose gain is significant (candidates whose gain is
+        not are dropped from the pool)."""
         gain = self.add_gain()
         feasible = self.candidate & ~self.in_S & self._fits(1, self.cost_U) & (gain < -self.tol)
-        if not bool(feasible.any()):
-            return None
-        return int(torch.where(feasible, self._score(gain), torch.inf).argmin())
+        score = torch.where(feasible, self._score(gain), torch.inf)
+        while bool(feasible.any()):
+            k = int(score.argmin())
+            if self.significant([(k, True)], float(gain[k])):
+                return k
+            self.candidate[k] = False
+            feasible[k] = False
+            score[k] = torch.inf
+        return None
 
     def best_swap(self, n_candidates: int) -> tuple[int, int] | None:
+        """Remove i, add j: ΔSSE = remove_i + add_j with h_j lowered by s_i Q_ij."""
         removable = self.in_S & self.removable
         if not bool(removable.any()):
             return None
-        add_gain, rem_gain = self.add_gain(), self.remove_gain()
+        residual, rem_gain = self.c - self.h, self.remove_gain()
         order = torch.where(removable, rem_gain, torch.inf).argsort()
         n_rem = min(n_candidates, int(removable.sum()))
         outside = self.candidate & ~self.in_S
         best: tuple[float, int, int] | None = None
         chosen = order[:n_rem].tolist()
         for i, col_i in zip(chosen, self.fit.columns(chosen), strict=True):
-            swap_gain = add_gain + float(rem_gain[i]) - 2 * col_i
+            swap_gain = self.add_gain(residual + float(self.s_U[i]) * col_i) + float(rem_gain[i])
             feasible = outside & self._fits(0, self.cost_U - float(self.cost_U[i]))
             if not bool(feasible.any()):
                 continue
@@ -306,7 +404,9 @@ class _Search:
             value = float(masked[j])
             if value < -self.tol and (best is None or value < best[0]):
                 best = (value, i, j)
-        return None if best is None else (best[1], best[2])
+        if best is None or not self.significant([(best[1], False), (best[2], True)], best[0]):
+            return None
+        return best[1], best[2]
 
 
 def _check_budgets(
@@ -360,6 +460,8 @@ def assemble(
     eval_fraction: float = DEFAULT_EVAL_FRACTION,
     max_moves: int | None = None,
     swap_candidates: int = 32,
+    scaled: bool = True,
+    significance: float = 2.0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
 ) -> Assembly:
@@ -372,7 +474,15 @@ def assemble(
     out for evaluation. With ``refit`` the final latents get their best non-negative decoder
     scales (latents whose scale is 0 are dropped); without it they keep scales 1. Either way
     the output bias is the best one on the fit tokens, and latents fire exactly as in their own
-    SAE. ``max_moves`` bounds the greedy moves (default: no bound but the budget)."""
+    SAE. ``max_moves`` bounds the greedy moves (default: no bound but the budget).
+
+    ``scaled`` (with ``refit``): price moves for the refit SAE: the start is refit first, and
+    each latent enters with its best decoder scale given the others (its scale is kept until
+    the final refit). Without it every move is priced at scale 1 (the plain stitched SAE).
+
+    ``significance``: a move is taken only if its fit gain is at least this many standard
+    errors (of the per-token changes it makes) below zero; candidates that fail are dropped.
+    It keeps the greedy from fitting noise in its last, smallest moves (0 turns it off)."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     check_family(saes)
@@ -413,7 +523,18 @@ def assemble(
         candidate[fit.union_indices(k)] = True
     start_l0 = float(fit.counts_U[selected].double().sum()) / fit.n_tokens
     _check_budgets(width, l0, start_width, start_l0, keep_start)
-    search = _Search(fit, ev, selected, removable, candidate, width, l0)
+    search = _Search(
+        fit,
+        ev,
+        selected,
+        removable,
+        candidate,
+        width,
+        l0,
+        scaled=refit and scaled,
+        fit_x=fit_x,
+        significance=significance,
+    )
     path: list[PathStep] = []
 
     def record(move: Move, added: list[int], removed: list[int]) -> None:
@@ -480,7 +601,7 @@ def assemble(
     n_dropped = 0
     if refit and union_S.numel():
         scales_S, solve = solve_scales(fit, union_S)
-        keep = scales_S > 0
+        keep = (scales_S > 0) | ~removable[union_S]  # a kept start latent stays, even at 0
         n_dropped = int((~keep).sum())
         union_S, scales_S = union_S[keep], scales_S[keep]
     if union_S.numel() == 0:
@@ -528,6 +649,9 @@ def assemble(
         n_eval_tokens=ev.n_tokens,
         stopped=stopped,
         path=path,
+        eval_rises=sum(
+            1 for a, b in itertools.pairwise(path) if b.move != "refit" and b.mse_eval > a.mse_eval
+        ),
         selected_per_sae=torch.bincount(sae_of, minlength=len(saes)).tolist(),
         n_dropped_zero_scale=n_dropped,
         solve=solve,
