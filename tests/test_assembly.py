@@ -160,6 +160,9 @@ def test_assemble_path_budgets_and_final_metrics() -> None:
     assert a.path[-1].mse_eval == pytest.approx(a.eval.mse.value, rel=1e-5)
     assert a.path[-1].mse_fit == pytest.approx(a.fit.mse.value, rel=1e-5)
     assert a.path[-1].l0 == pytest.approx(a.fit.l0.value, rel=1e-9)
+    real_fit = evaluate(a.sae, fit)
+    for name in ("mse", "fvu", "l0", "n_dead", "n_dense"):
+        assert getattr(a.fit, name).value == pytest.approx(getattr(real_fit, name).value, rel=1e-5)
     # the kept start SAE's latents are all there, first and unchanged
     prov = get_provenance(a.sae)
     assert [o.index for o in prov.latents[:8]] == list(range(8))

@@ -119,7 +119,7 @@ class AssemblyResult(BaseModel):
     start SAE stay, with scale 0)."""
     solve: ScaleSolve | None
     fit: Metrics
-    """Metrics of the final SAE on the fit tokens (its own forward pass)."""
+    """Metrics of the final SAE on the fit tokens (from the objective: exact, no pass)."""
     eval: Metrics
     """Metrics of the final SAE on the evaluation tokens (its own forward pass)."""
     seconds: dict[str, float]
@@ -632,7 +632,7 @@ def assemble(
     sae = _build(saes, fit, union_S, scales_S, bias_D, start)
     times["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fit_metrics = evaluate(sae, fit_x, batch_size=batch_size, show_progress=show_progress)
+    fit_metrics = fit.metrics(union_S, scales_S)  # exact, without another pass
     eval_metrics = evaluate(sae, ev_x, batch_size=batch_size, show_progress=show_progress)
     times["evaluate"] = time.perf_counter() - t0
     sae_of, _ = fit.source_of(union_S)

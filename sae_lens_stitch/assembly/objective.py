@@ -36,7 +36,13 @@ from sae_lens import SAE
 
 from sae_lens_stitch.effects import check_linear_decode
 from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidActivationsError
-from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, iter_batches
+from sae_lens_stitch.evaluation import (
+    DEFAULT_BATCH_SIZE,
+    ActivationsLike,
+    Metric,
+    Metrics,
+    iter_batches,
+)
 from sae_lens_stitch.registry import get_rule
 
 COLUMN_CACHE_BYTES = 256 * 2**20
@@ -217,6 +223,34 @@ class Objective:
         s_S = _ones_like(union_S) if s_S is None else s_S.double()
         linear = float((self.c_U[union_S.to(self.c_U.device)] * s_S.to(self.c_U.device)).sum())
         return self.total_variance - 2 * linear + self.quadratic(union_S, s_S)
+
+    def metrics(
+        self,
+        union_S: torch.Tensor,
+        s_S: torch.Tensor | None = None,
+        *,
+        dense_threshold: float = 0.1,
+    ) -> Metrics:
+        """The package's :class:`~sae_lens_stitch.evaluation.Metrics` of the SAE made of
+        latents S with scales s and the best bias, on these tokens, from the objective alone
+        (exact: equal to evaluating that SAE, up to float rounding)."""
+        idx = union_S.to(self.c_U.device).long()
+        sse = self.sse(idx, s_S)
+        fvu = sse / self.total_variance if self.total_variance > 0 else 0.0
+        counts = self.counts_U[idx]
+        return Metrics(
+            mse=Metric(value=sse / self.n_tokens, better="lower"),
+            fvu=Metric(value=fvu, better="lower"),
+            explained_variance=Metric(value=1.0 - fvu, better="higher"),
+            l0=Metric(value=float(counts.sum()) / self.n_tokens, better="lower"),
+            n_dead=Metric(value=float((counts == 0).sum()), better="lower"),
+            n_dense=Metric(
+                value=float((counts > dense_threshold * self.n_tokens).sum()), better="lower"
+            ),
+            n_tokens=self.n_tokens,
+            d_sae=int(idx.numel()),
+            dense_threshold=dense_threshold,
+        )
 
     def best_bias(self, union_S: torch.Tensor, s_S: torch.Tensor | None = None) -> torch.Tensor:
         """b = x̄ - Σ_S s_i ā_i w_i, float64 [d_in]."""
