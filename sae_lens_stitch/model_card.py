@@ -23,6 +23,8 @@ from sae_lens_stitch._version import __version__
 from sae_lens_stitch.provenance import get_provenance
 
 CARD_KEY = "sae_lens_stitch"
+_BUDGET_KEYS = ("width_budget", "l0_budget", "refit", "n_fit_tokens")
+"""Details of an ``assemble`` operation shown on the card."""
 BEGIN_MARKER = "<!-- sae-lens-stitch:begin (generated, edits here are replaced) -->"
 END_MARKER = "<!-- sae-lens-stitch:end -->"
 BASE_TAGS = ("saelens", "sae-lens-stitch", "sparse-autoencoder", "interpretability")
@@ -82,6 +84,11 @@ def card_entry(
             "n_latents_removed": op.n_latents_removed,
             "package_version": op.package_version,
         }
+        | (
+            {"budgets": {k: op.details.get(k) for k in _BUDGET_KEYS}}
+            if op.operation == "assemble"
+            else {}
+        )
         for op in prov.operations
     ]
     entry: dict[str, Any] = {
@@ -163,6 +170,9 @@ def _render_entry(repo_id: str, entry: Mapping[str, Any]) -> list[str]:
                 extra.append(f"{op['n_latents_in']} latents in")
             if op.get("n_latents_removed") is not None:
                 extra.append(f"{op['n_latents_removed']} removed")
+            for key, value in (op.get("budgets") or {}).items():
+                if value is not None:
+                    extra.append(f"{key.replace('_', ' ')} {value}")
             described.append(op.get("operation", "?") + (f" ({', '.join(extra)})" if extra else ""))
         lines.append(f"- built by: {' -> '.join(described)}")
     lines += ["", "| parent SAE | revision | latents |", "|---|---|---:|"]

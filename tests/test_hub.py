@@ -420,3 +420,24 @@ def test_empty_path_in_repo_is_refused(hub: HubServer, stitched: Any) -> None:
     with pytest.raises(InvalidDestinationError, match="path_in_repo ''"):
         _push(hub, stitched, path_in_repo="")
     assert not hub.state.requests or all("/commit/" not in p for _, p in hub.state.requests)
+
+
+def test_assembled_sae_pushes_with_budgets_on_the_card(hub: HubServer) -> None:
+    from sae_lens_stitch import assemble
+
+    small, large = _parents()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(600, large.cfg.d_sae, generator=gen) * (
+        torch.rand(600, large.cfg.d_sae, generator=gen) < 0.1
+    )
+    with torch.no_grad():
+        x = x @ large.W_dec + 0.1 * torch.randn(600, large.cfg.d_in, generator=gen)
+    built = assemble([small, large], x, width=small.cfg.d_sae + 6, start=0)
+    result = _push(hub, built.sae, path_in_repo="layer0/assembled")
+    assert result.round_trip_max_abs_diff <= 1e-6
+    data, text = _card(hub)
+    entry = next(e for e in data["sae_lens_stitch"]["saes"] if e["path"] == "layer0/assembled")
+    op = entry["operations"][-1]
+    assert op["operation"] == "assemble"
+    assert op["budgets"]["width_budget"] == small.cfg.d_sae + 6 and op["budgets"]["refit"] is True
+    assert "width budget" in text
