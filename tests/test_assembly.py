@@ -259,8 +259,10 @@ def test_significance_gate_and_scaled_moves() -> None:
     refit_start = evaluate(refit(saes[0], fit), ev)
     assert stuck.eval.mse.value == pytest.approx(refit_start.mse.value, rel=1e-5)
     # without the gate more moves are taken; scaled moves keep the path monotone on fit
-    free = assemble(saes, fit, eval_activations=ev, width=16, start=0, significance=0.0)
-    gated = assemble(saes, fit, eval_activations=ev, width=16, start=0)
+    free = assemble(
+        saes, fit, eval_activations=ev, width=16, start=0, significance=0.0, scaled=True
+    )
+    gated = assemble(saes, fit, eval_activations=ev, width=16, start=0, scaled=True)
     assert len(free.path) >= len(gated.path)
     for a in (free, gated):
         steps = [p.mse_fit for p in a.path if p.move != "refit"]
@@ -268,5 +270,7 @@ def test_significance_gate_and_scaled_moves() -> None:
         assert a.result.eval_rises == sum(
             1 for u, v in itertools.pairwise(a.path[:-1]) if v.mse_eval > u.mse_eval
         )
-    unit = assemble(saes, fit, eval_activations=ev, width=16, start=0, scaled=False)
+    unit = assemble(saes, fit, eval_activations=ev, width=16, start=0)  # width only: scale 1
     assert unit.path[0].mse_fit > free.path[0].mse_fit  # the scaled start is refit first
+    by_l0 = assemble(saes, fit, eval_activations=ev, l0=unit.path[0].l0 + 1.0, start=0)
+    assert by_l0.path[0].mse_fit == pytest.approx(free.path[0].mse_fit)  # L0 budget: scaled
