@@ -12,12 +12,9 @@ from sae_lens import SAE
 
 from sae_lens_stitch.checks import check_compatible
 from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
-from sae_lens_stitch.match import FeatureMatches, WeightsKind, match_features
-from sae_lens_stitch.provenance import SourceSAE, get_provenance
+from sae_lens_stitch.match import DEFAULT_THRESHOLD, FeatureMatches, WeightsKind, match_features
+from sae_lens_stitch.provenance import SourceSAE, sae_identity
 from sae_lens_stitch.sparsity import get_log_sparsity
-
-DEFAULT_THRESHOLD = 0.7
-"""Max cosine below which a large latent is novel (the method's default)."""
 
 
 class FeatureCategory(str, Enum):
@@ -29,24 +26,6 @@ class FeatureCategory(str, Enum):
     """Max cosine at or above the threshold: re-expresses what a small latent reconstructs."""
     DEAD = "dead"
     """Never fires on the evaluation data (only assigned when activations are given)."""
-
-
-def describe_sae(sae: SAE[Any]) -> str:
-    """A short identity: the single source's key for an unmodified SAE, else a summary."""
-    prov = get_provenance(sae)
-    if len(prov.sources) == 1 and not prov.operations:
-        return next(iter(prov.sources))
-    return f"{sae.cfg.architecture()}[{sae.cfg.d_sae}] built by " + "+".join(
-        op.operation for op in prov.operations
-    )
-
-
-def sae_identity(sae: SAE[Any]) -> SourceSAE | str:
-    """The SourceSAE of an unmodified SAE, else a description string."""
-    prov = get_provenance(sae)
-    if len(prov.sources) == 1 and not prov.operations:
-        return next(iter(prov.sources.values()))
-    return describe_sae(sae)
 
 
 class ClassificationSummary(BaseModel):

@@ -349,8 +349,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, default="runs/compare")
     small, large = load_all(args, [args.small, args.large])
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.classify import describe_sae
     from sae_lens_stitch.match import match_features
+    from sae_lens_stitch.provenance import describe_sae
 
     check_compatible(small, large, names=("small", "large"))
     fwd = match_features(large, small, weights=args.weights)
@@ -692,9 +692,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = prepare_out(args.out)
     saes = load_all(args, args.saes)
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.classify import describe_sae
     from sae_lens_stitch.evaluation import evaluate
-    from sae_lens_stitch.provenance import content_hash
+    from sae_lens_stitch.provenance import content_hash, describe_sae
 
     for other in saes[1:]:
         check_compatible(saes[0], other)

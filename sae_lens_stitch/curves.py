@@ -37,12 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import check_compatible, check_indices
-from sae_lens_stitch.classify import (
-    DEFAULT_THRESHOLD,
-    FeatureCategory,
-    classify_features,
-    describe_sae,
-)
+from sae_lens_stitch.classify import FeatureCategory, classify_features
 from sae_lens_stitch.effects import (
     InsertedActivations,
     check_linear_decode,
@@ -61,8 +56,9 @@ from sae_lens_stitch.evaluation import (
     output_dim,
 )
 from sae_lens_stitch.families import FeatureFamily, feature_families
+from sae_lens_stitch.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.progress import track
-from sae_lens_stitch.provenance import Operation
+from sae_lens_stitch.provenance import Operation, describe_sae
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
 
 CurveKind = Literal["insert_novel", "insert_reconstruction", "insert", "swap_families"]

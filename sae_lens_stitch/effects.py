@@ -43,7 +43,7 @@ from sae_lens import SAE
 from torch import nn
 
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_indices
-from sae_lens_stitch.classify import DEFAULT_THRESHOLD, FeatureCategory, describe_sae
+from sae_lens_stitch.classify import FeatureCategory
 from sae_lens_stitch.errors import UnsupportedSAEError
 from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
@@ -54,7 +54,8 @@ from sae_lens_stitch.evaluation import (
     iter_pairs,
     output_dim,
 )
-from sae_lens_stitch.match import match_features
+from sae_lens_stitch.match import DEFAULT_THRESHOLD, match_features
+from sae_lens_stitch.provenance import describe_sae
 from sae_lens_stitch.registry import check_same_family, get_rule
 
 _NONLINEAR_NORMS = ("constant_norm_rescale", "layer_norm")

@@ -19,6 +19,10 @@ WeightsKind = Literal["decoder", "encoder"]
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 """Budget of one similarity block (float32), the largest temporary match_features makes."""
 
+DEFAULT_THRESHOLD = 0.7
+"""Max cosine below which a large latent is novel (the method's default): matching's
+cut-off for categories and families."""
+
 
 @dataclass(frozen=True)
 class FeatureMatches:

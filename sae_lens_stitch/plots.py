@@ -25,7 +25,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sae_lens_stitch._atomic import atomic_path
-from sae_lens_stitch.classify import DEFAULT_THRESHOLD, FeatureClassification
+from sae_lens_stitch.classify import FeatureClassification
+from sae_lens_stitch.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.report import PlotFiles
 
 if TYPE_CHECKING:

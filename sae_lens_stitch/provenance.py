@@ -258,3 +258,21 @@ def set_provenance(sae: SAE[Any], provenance: Provenance) -> None:
             f"provenance lists {len(provenance.latents)} latents but the SAE has d_sae={sae.cfg.d_sae}"
         )
     sae.cfg.metadata[METADATA_KEY] = provenance.to_metadata()
+
+
+def describe_sae(sae: SAE[Any]) -> str:
+    """A short identity: the single source's key for an unmodified SAE, else a summary."""
+    prov = get_provenance(sae)
+    if len(prov.sources) == 1 and not prov.operations:
+        return next(iter(prov.sources))
+    return f"{sae.cfg.architecture()}[{sae.cfg.d_sae}] built by " + "+".join(
+        op.operation for op in prov.operations
+    )
+
+
+def sae_identity(sae: SAE[Any]) -> SourceSAE | str:
+    """The SourceSAE of an unmodified SAE, else a description string."""
+    prov = get_provenance(sae)
+    if len(prov.sources) == 1 and not prov.operations:
+        return next(iter(prov.sources.values()))
+    return describe_sae(sae)

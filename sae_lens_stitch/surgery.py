@@ -17,16 +17,18 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
-from sae_lens_stitch.classify import (
-    DEFAULT_THRESHOLD,
-    FeatureCategory,
-    classify_features,
-    describe_sae,
-)
+from sae_lens_stitch.classify import FeatureCategory, classify_features
 from sae_lens_stitch.errors import InvalidIndicesError
 from sae_lens_stitch.evaluation import ActivationsLike
 from sae_lens_stitch.families import FeatureFamily, feature_families
-from sae_lens_stitch.provenance import Operation, Provenance, get_provenance, set_provenance
+from sae_lens_stitch.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.provenance import (
+    Operation,
+    Provenance,
+    describe_sae,
+    get_provenance,
+    set_provenance,
+)
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
 from sae_lens_stitch.sparsity import concat_log_sparsity, set_log_sparsity
 

@@ -14,8 +14,8 @@ from sae_lens import SAE
 
 from sae_lens_stitch.assembly.assemble import Assembly
 from sae_lens_stitch.assembly.refit import refit
-from sae_lens_stitch.classify import DEFAULT_THRESHOLD
 from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, Metrics, evaluate
+from sae_lens_stitch.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.progress import track
 
 PointKind = Literal["trained", "stitch_all_novel", "frankenstein", "assembled"]

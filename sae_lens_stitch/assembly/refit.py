@@ -35,10 +35,9 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.assembly.objective import Objective, build_objective, check_family
-from sae_lens_stitch.classify import describe_sae
 from sae_lens_stitch.errors import UnsupportedArchitectureError
 from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike
-from sae_lens_stitch.provenance import Operation, get_provenance, set_provenance
+from sae_lens_stitch.provenance import Operation, describe_sae, get_provenance, set_provenance
 from sae_lens_stitch.registry import get_rule
 
 

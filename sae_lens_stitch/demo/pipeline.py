@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens_stitch._atomic import atomic_write_text
 from sae_lens_stitch.assembly.assemble import AssemblyResult, assemble
 from sae_lens_stitch.assembly.pareto import Pareto, pareto
-from sae_lens_stitch.classify import DEFAULT_THRESHOLD, ClassificationSummary, classify_features
+from sae_lens_stitch.classify import ClassificationSummary, classify_features
 from sae_lens_stitch.curves import Curve, FrankensteinPlane, frankenstein_plane, swap_curve
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
 from sae_lens_stitch.demo.scoring import NoveltyScore, score_novelty
@@ -32,6 +32,7 @@ from sae_lens_stitch.demo.train import TrainingRecipe
 from sae_lens_stitch.effects import InsertEffectsSummary, insert_effects
 from sae_lens_stitch.evaluation import Metrics, evaluate
 from sae_lens_stitch.families import feature_families
+from sae_lens_stitch.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.plots import (
     plot_curves,
     plot_frankenstein_plane,
