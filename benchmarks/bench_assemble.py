@@ -187,5 +187,5 @@ def _scale(quick: bool) -> list[Row]:
     return rows
 
 
-def run(*, quick: bool, repeat: int) -> list[Row]:
-    return _real(quick, repeat) + _scale(quick)
+def run(*, quick: bool, repeat: int, large: bool = True) -> list[Row]:
+    return _real(quick, repeat) + (_scale(quick) if large else [])

@@ -74,7 +74,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-large",
         action="store_true",
-        help="skip the 98,304 x 49,152 match_features run (minutes on 2 cores)",
+        help="skip the 98,304 x 49,152 match_features run and the synthetic assembly families "
+        "(minutes to half an hour on 2 cores)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     return p.parse_args(argv)
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(BENCHMARKS[name])
         runner: Callable[..., list[Row]] = module.run
         kwargs: dict[str, Any] = {"quick": args.quick, "repeat": repeat}
-        if name == "match":
+        if name in ("match", "assemble"):
             kwargs["large"] = not args.no_large
         rows += runner(**kwargs)
     print(f"# done in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -610,6 +610,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         refit=not args.no_refit,
         eval_fraction=args.eval_fraction,
         max_moves=args.max_moves,
+        significance=args.significance,
     )
     out.mkdir(exist_ok=True)
     saved = _save(result.sae, out / "sae", args.overwrite)
@@ -1021,6 +1022,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-moves", type=int, help="stop after this many greedy moves")
     p.add_argument(
+        "--significance",
+        type=float,
+        default=2.0,
+        help="take a move only if its fit gain is this many standard errors below 0 "
+        "(default: 2; 0: any gain)",
+    )
+    p.add_argument(
         "--no-baselines",
         action="store_true",
         help="skip the Pareto comparison (trained widths and refits, stitch-all-novel, "
@@ -1095,6 +1103,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise CLIError(f"--width must be positive, got {args.width}")
         if args.l0 is not None and not 0 < args.l0 < float("inf"):
             raise CLIError(f"--l0 must be a positive number, got {args.l0}")
+        if not args.significance >= 0:
+            raise CLIError(f"--significance must be 0 or more, got {args.significance}")
         if args.start is not None and not 0 <= args.start < len(args.saes):
             raise CLIError(
                 f"--start {args.start} is not a position among the {len(args.saes)} SAEs given"

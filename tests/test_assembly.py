@@ -92,6 +92,10 @@ def test_objective_matches_dense_float64_computation() -> None:
     expect = q_dense[union_S][:, union_S] @ v
     assert torch.allclose(restricted.matvec(v), expect, rtol=1e-5, atol=1e-5)
     assert torch.allclose(restricted.dense(), q_dense[union_S][:, union_S], rtol=1e-6, atol=1e-6)
+    unsorted = torch.tensor([30, 4, 20, 9])
+    assert torch.allclose(
+        obj.restrict(unsorted).dense(), q_dense[unsorted][:, unsorted], rtol=1e-6, atol=1e-6
+    )
     assert torch.equal(obj.counts_U, (a != 0).sum(0))
 
 

@@ -216,20 +216,19 @@ class _Search:
         afterwards each move updates them exactly, up to float64 rounding)."""
         idx = self.in_S.nonzero().flatten()
         s_S = self.s_U[idx]
-        self.h = self.fit.matvec(idx, s_S)
-        self.sse = self.fit.sse(idx, s_S)
-        self.ev_sse = self.ev.sse(idx, s_S)
-        self.gap_D = self.ev.best_bias(idx, s_S) - self.fit.best_bias(idx, s_S)
+        y_ND = self.fit.reconstructions(idx, s_S)
+        self.h = self.fit.matvec(idx, s_S, y_ND)
+        self.sse = self.fit.sse(idx, s_S, y_ND)
         # eval reconstruction of S (scaled, no bias) and Σ_S s_i ā_i w_i on the eval tokens:
         # what Σ_{i∈S} Q^e_ik s_i needs, without a column of Q^e per move
         self.ev_y_ND = self.ev.reconstructions(idx, s_S)
+        self.ev_sse = self.ev.sse(idx, s_S, self.ev_y_ND)
+        self.gap_D = self.ev.best_bias(idx, s_S) - self.fit.best_bias(idx, s_S)
         self.ev_m_D = (self.ev.mean_a_U[idx] * s_S) @ self.ev.W_UD[idx].double()
         # fit residual without the bias (x - Σ_S s_i a_i w_i) and the best bias, for the
         # per-token changes a significance test needs
         if self.z > 0:
-            self.res_ND = self.fit_x.to(
-                self.fit.W_UD.device, torch.float64
-            ) - self.fit.reconstructions(idx, s_S)
+            self.res_ND = self.fit_x.to(y_ND.device, torch.float64) - y_ND
             self.bias_D = self.fit.best_bias(idx, s_S)
 
     # --- measures -------------------------------------------------------------------------
@@ -540,7 +539,7 @@ def assemble(
 
     def record(move: Move, added: list[int], removed: list[int]) -> None:
         path.append(
-            PathStep(
+            PathStep.model_construct(  # built from checked values, many times: no validation
                 step=len(path),
                 move=move,
                 added=_refs(fit, added),
@@ -686,7 +685,10 @@ def _refs(obj: Objective, union: list[int]) -> list[LatentRef]:
     if not union:
         return []
     sae_of, idx = obj.source_of(torch.tensor(union))
-    return [LatentRef(sae=int(s), index=int(i)) for s, i in zip(sae_of, idx, strict=True)]
+    return [
+        LatentRef.model_construct(sae=int(s), index=int(i))
+        for s, i in zip(sae_of, idx, strict=True)
+    ]
 
 
 def _build(
