@@ -48,18 +48,22 @@ from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     VarianceAccumulator,
-    encode_and_reconstruct,
     evaluate,
     iter_batches,
     iter_pairs,
     materialize,
-    output_dim,
 )
 from sae_lens_stitch.families import FeatureFamily, feature_families
 from sae_lens_stitch.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.progress import track
 from sae_lens_stitch.provenance import Operation, describe_sae
-from sae_lens_stitch.registry import Part, check_same_family, get_rule
+from sae_lens_stitch.registry import (
+    Part,
+    check_same_family,
+    encode_and_reconstruct,
+    get_rule,
+    output_dim,
+)
 
 CurveKind = Literal["insert_novel", "insert_reconstruction", "insert", "swap_families"]
 Order = Literal["effect", "index"]

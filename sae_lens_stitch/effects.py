@@ -40,7 +40,6 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
-from torch import nn
 
 from sae_lens_stitch.checks import IndexLike, check_compatible, check_indices
 from sae_lens_stitch.classify import FeatureCategory
@@ -50,13 +49,11 @@ from sae_lens_stitch.evaluation import (
     ActivationsLike,
     Metric,
     VarianceAccumulator,
-    encode_and_reconstruct,
     iter_pairs,
-    output_dim,
 )
 from sae_lens_stitch.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.provenance import describe_sae
-from sae_lens_stitch.registry import check_same_family, get_rule
+from sae_lens_stitch.registry import check_same_family, encode_and_reconstruct, get_rule, output_dim
 
 _NONLINEAR_NORMS = ("constant_norm_rescale", "layer_norm")
 
@@ -112,14 +109,13 @@ def inserted_encoder(
     if rule.exact or mode == "in_donor":
         yield donor.encode
         return
-    selection = rule.compat(donor).get("selection")
-    if selection not in ("topk", "abstopk"):
+    if rule.single_latent_activation is None:
         raise UnsupportedSAEError(
             f"no single-latent semantics for inexact architecture {donor.cfg.architecture()!r}"
         )
     view = copy.copy(donor)
     view._modules = dict(donor._modules)  # own submodule table: parameters stay shared
-    view.activation_fn = nn.ReLU() if selection == "topk" else nn.Identity()
+    view.activation_fn = rule.single_latent_activation(donor)
     yield view.encode
 
 

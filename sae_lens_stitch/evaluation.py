@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.progress import track
+from sae_lens_stitch.registry import encode_and_reconstruct, output_dim, reconstructs_input
 
 ActivationsLike = torch.Tensor | Iterable[torch.Tensor]
 """A tensor [..., d_in] or an iterable of such batches (e.g. a generator reading from disk)."""
@@ -148,27 +149,6 @@ def materialize(activations: ActivationsLike, d_in: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def is_transcoder(sae: SAE[Any]) -> bool:
-    """Whether ``sae`` maps one hook's activations to another's (an SAE-Lens Transcoder)."""
-    from sae_lens.saes.transcoder import Transcoder
-
-    return isinstance(sae, Transcoder)
-
-
-def output_dim(sae: SAE[Any]) -> int:
-    """Size of the SAE's output: d_out for transcoders, else d_in."""
-    return int(getattr(sae.cfg, "d_out", sae.cfg.d_in)) if is_transcoder(sae) else sae.cfg.d_in
-
-
-def encode_and_reconstruct(sae: SAE[Any], x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent activations, output) through the SAE's own methods: ``decode(encode(x))``, or
-    for transcoders ``forward`` (which adds a skip transcoder's ``x @ W_skip.T``)."""
-    acts_NL = sae.encode(x_ND)
-    if is_transcoder(sae):
-        return acts_NL, sae(x_ND)
-    return acts_NL, sae.decode(acts_NL)
-
-
 def iter_pairs(
     sae: SAE[Any],
     activations: ActivationsLike,
@@ -181,7 +161,7 @@ def iter_pairs(
     """(input, target) batches: the target is the input itself for SAEs; transcoders need
     ``targets`` (the output hook's activations, batched like ``activations``)."""
     if targets is None:
-        if is_transcoder(sae):
+        if not reconstructs_input(sae):
             raise ValueError(
                 "a transcoder reconstructs another hook's activations: pass targets= "
                 "(the activations at its output hook, aligned with the inputs)"

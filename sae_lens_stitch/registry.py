@@ -113,9 +113,37 @@ class ArchitectureRule:
     decoder_scaling: Callable[[SAE[Any]], str | None] = lambda sae: None
     """Why scaling W_dec rows would change which latents fire or how much (None: it does
     not, so refit is exact)."""
+    single_latent_activation: Callable[[SAE[Any]], torch.nn.Module] | None = None
+    """For inexact architectures: the element-wise activation a latent has alone in a group
+    of one (TopK: ReLU; AbsTopK: identity). None: latents fire independently already."""
 
 
 _RULES: dict[str, ArchitectureRule] = {}
+
+
+def output_dim(sae: SAE[Any]) -> int:
+    """Size of the SAE's output: d_out for architectures that reconstruct another hook
+    (transcoders), else d_in. Architectures with no rule are treated as plain SAEs."""
+    rule = _RULES.get(sae.cfg.architecture())
+    if rule is not None and not rule.reconstructs_input:
+        return int(getattr(sae.cfg, "d_out", sae.cfg.d_in))
+    return sae.cfg.d_in
+
+
+def reconstructs_input(sae: SAE[Any]) -> bool:
+    """Whether the SAE's output is a reconstruction of its own input (False: transcoders)."""
+    rule = _RULES.get(sae.cfg.architecture())
+    return rule is None or rule.reconstructs_input
+
+
+def encode_and_reconstruct(sae: SAE[Any], x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent activations, output) through the SAE's own methods: ``decode(encode(x))``, or
+    for architectures that reconstruct another hook ``forward`` (a skip transcoder adds
+    ``x @ W_skip.T``)."""
+    acts_NL = sae.encode(x_ND)
+    if not reconstructs_input(sae):
+        return acts_NL, sae(x_ND)
+    return acts_NL, sae.decode(acts_NL)
 
 
 def register_architecture(
@@ -176,6 +204,12 @@ def _topk_selection(sae: SAE[Any]) -> dict[str, Any]:
     }
 
 
+def _topk_single_latent(sae: SAE[Any]) -> torch.nn.Module:
+    return (
+        torch.nn.Identity() if _topk_selection(sae)["selection"] == "abstopk" else torch.nn.ReLU()
+    )
+
+
 def _topk_decoder_scaling(sae: SAE[Any]) -> str | None:
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
         return "rescale_acts_by_decoder_norm multiplies each activation by its decoder norm"
@@ -205,6 +239,7 @@ _TOPK = ArchitectureRule(
     exact=False,
     compat=_topk_selection,
     decoder_scaling=_topk_decoder_scaling,
+    single_latent_activation=_topk_single_latent,
 )
 
 register_architecture("standard", ArchitectureRule(per_latent=_STANDARD))
