@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 from sae_lens import SAE
 
+from sae_lens_stitch._joined import JOINED, already_checked
 from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidIndicesError, InvalidWeightsError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 IndexLike = Sequence[int] | torch.Tensor | Iterable[int]
 """Latent indices: a sequence of ints, a 1-D integer tensor, or an integer numpy array."""
@@ -33,7 +39,10 @@ def check_compatible(
     first: SAE[Any], second: SAE[Any], *, names: tuple[str, str] = ("base", "donor")
 ) -> None:
     """Raise :class:`IncompatibleSAEsError` unless the two SAEs read the same activations the
-    same way: d_in, hook name, model name, normalize_activations, reshape_activations, dtype."""
+    same way: d_in, hook name, model name, normalize_activations, reshape_activations, dtype.
+    Skipped for a pair already checked by the :func:`joinable` operation now running."""
+    if already_checked(first, second):
+        return
     for path, label in _COMPARED_FIELDS:
         a, b = _field(first, path), _field(second, path)
         if a != b:
@@ -76,7 +85,10 @@ def check_indices(indices: IndexLike, size: int, *, what: str = "indices") -> to
 
 
 def check_finite(sae: SAE[Any], *, name: str = "SAE") -> None:
-    """Raise :class:`InvalidWeightsError` naming the parameter if any weight is NaN or inf."""
+    """Raise :class:`InvalidWeightsError` naming the parameter if any weight is NaN or inf
+    (skipped for an SAE already checked by the :func:`joinable` operation now running)."""
+    if already_checked(sae, sae):
+        return
     for pname, tensor in sae.state_dict().items():
         # fast path: a finite sum means every entry is finite (NaN/inf propagate), in one pass
         # with no temporary; only a non-finite sum (or an overflow) needs the count, in chunks
@@ -95,3 +107,43 @@ def bad_rows(rows_RD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     nonfinite_R = ~torch.isfinite(rows_RD).all(dim=-1)
     zero_R = (rows_RD == 0).all(dim=-1)
     return nonfinite_R.nonzero().flatten(), zero_R.nonzero().flatten()
+
+
+@contextmanager
+def joinable(
+    base: SAE[Any], *others: SAE[Any], names: tuple[str, str] = ("base", "donor")
+) -> Iterator[None]:
+    """Check once that ``base`` and each of ``others`` can be joined (same activations, same
+    architecture family, finite weights); inside the block the checks of those pairs and SAEs
+    are not repeated, however many steps the operation goes through."""
+    from sae_lens_stitch.registry import check_same_family
+
+    check_finite(base, name=names[0])
+    marks = {(id(base), id(base))}
+    for other in others:
+        if other is base:
+            continue
+        if not already_checked(base, other):
+            check_compatible(base, other, names=names)
+            check_same_family(base, other)
+            check_finite(other, name=names[1])
+        marks |= {(id(base), id(other)), (id(other), id(base)), (id(other), id(other))}
+    token = JOINED.set(JOINED.get() | marks)
+    try:
+        yield
+    finally:
+        JOINED.reset(token)
+
+
+def checks_pair_once(
+    fn: Callable[Concatenate[Any, Any, P], R],
+) -> Callable[Concatenate[Any, Any, P], R]:
+    """Decorate an operation on (base, donor, ...) so it checks the pair once, on entry
+    (:func:`joinable`), and none of the steps below it checks the pair again."""
+
+    @functools.wraps(fn)
+    def wrapper(base: Any, donor: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with joinable(base, donor):
+            return fn(base, donor, *args, **kwargs)
+
+    return wrapper

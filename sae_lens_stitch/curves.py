@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
-from sae_lens_stitch.checks import check_compatible, check_indices
+from sae_lens_stitch.checks import check_compatible, check_indices, checks_pair_once
 from sae_lens_stitch.classify import FeatureCategory, classify_features
 from sae_lens_stitch.effects import (
     InsertedActivations,
@@ -449,7 +449,7 @@ def _prepare(
     activations: ActivationsLike,
     targets: ActivationsLike | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    check_compatible(base, donor)
+    check_compatible(base, donor)  # no-op inside the operations (checked on entry)
     check_same_family(base, donor)
     check_linear_decode(base, name="base")
     check_linear_decode(donor, name="donor")
@@ -477,6 +477,7 @@ def _order(
     return perm, "explicit"
 
 
+@checks_pair_once
 def insertion_curve(
     base: SAE[Any],
     donor: SAE[Any],
@@ -561,6 +562,7 @@ def _monotone(points: Sequence[CurvePoint]) -> tuple[bool, int]:
     return n_up == 0, n_up
 
 
+@checks_pair_once
 def swap_curve(
     small: SAE[Any],
     large: SAE[Any],

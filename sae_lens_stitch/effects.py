@@ -41,7 +41,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
-from sae_lens_stitch.checks import IndexLike, check_compatible, check_indices
+from sae_lens_stitch.checks import IndexLike, check_indices, checks_pair_once
 from sae_lens_stitch.classify import FeatureCategory
 from sae_lens_stitch.errors import UnsupportedSAEError
 from sae_lens_stitch.evaluation import (
@@ -53,7 +53,7 @@ from sae_lens_stitch.evaluation import (
 )
 from sae_lens_stitch.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.provenance import describe_sae
-from sae_lens_stitch.registry import check_same_family, encode_and_reconstruct, get_rule, output_dim
+from sae_lens_stitch.registry import encode_and_reconstruct, get_rule, output_dim
 
 _NONLINEAR_NORMS = ("constant_norm_rescale", "layer_norm")
 
@@ -242,6 +242,7 @@ def _mean_or_none(values: torch.Tensor) -> float | None:
 
 
 @torch.no_grad()
+@checks_pair_once
 def insert_effects(
     base: SAE[Any],
     donor: SAE[Any],
@@ -262,8 +263,6 @@ def insert_effects(
     ``max_cosine`` ([donor.d_sae], large -> small) may be passed to skip the matching (e.g.
     ``classification.max_cosine``). For transcoders, ``targets`` are the output hook's
     activations; the residual is ``target - base(x)``."""
-    check_compatible(base, donor)
-    check_same_family(base, donor)
     check_linear_decode(base, name="base")
     check_linear_decode(donor, name="donor")
     idx_P = (

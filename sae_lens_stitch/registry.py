@@ -15,6 +15,7 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch import block_topk
+from sae_lens_stitch._joined import already_checked
 from sae_lens_stitch.errors import IncompatibleSAEsError, UnsupportedArchitectureError
 
 
@@ -177,7 +178,10 @@ def get_rule(sae_or_architecture: SAE[Any] | str) -> ArchitectureRule:
 
 def check_same_family(first: SAE[Any], second: SAE[Any]) -> ArchitectureRule:
     """The shared rule of two SAEs that can be joined, or an IncompatibleSAEsError."""
-    rule_a, rule_b = get_rule(first), get_rule(second)
+    rule_a = get_rule(first)
+    if already_checked(first, second):
+        return rule_a
+    rule_b = get_rule(second)
     if rule_a.family != rule_b.family:
         raise IncompatibleSAEsError(
             "architecture",

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from sae_lens import SAE
 
-from sae_lens_stitch.checks import IndexLike, check_compatible, check_finite, check_indices
+from sae_lens_stitch.checks import (
+    IndexLike,
+    check_compatible,
+    check_finite,
+    check_indices,
+    checks_pair_once,
+)
 from sae_lens_stitch.classify import FeatureCategory, classify_features
 from sae_lens_stitch.errors import InvalidIndicesError
 from sae_lens_stitch.evaluation import ActivationsLike
@@ -137,6 +143,7 @@ def join(base: SAE[Any], parts: Sequence[Part], operation: Operation) -> SAE[Any
     return new
 
 
+@checks_pair_once
 def stitch(
     base: SAE[Any],
     donor: SAE[Any],
@@ -154,8 +161,6 @@ def stitch(
     as in ``base``, inserted latents as in ``donor``, and the decode is base's plus the inserted
     contributions. TopK SAEs join as ``block_topk`` (see :mod:`sae_lens_stitch.block_topk`).
     """
-    check_compatible(base, donor)
-    check_same_family(base, donor)
     if indices is None:
         classification = classify_features(
             base, donor, threshold=threshold, activations=activations
@@ -214,6 +219,7 @@ def family_indices(
         raise InvalidIndicesError(f"{err} (families must not overlap)") from None
 
 
+@checks_pair_once
 def swap(
     base: SAE[Any],
     donor: SAE[Any],
@@ -225,8 +231,6 @@ def swap(
 
     The result holds the base latents outside the families (in order), then the donor members
     of each family in family order. Default: every family at ``threshold``."""
-    check_compatible(base, donor)
-    check_same_family(base, donor)
     chosen = (
         list(families)
         if families is not None

@@ -244,3 +244,27 @@ def test_saved_block_topk_loads_after_importing_the_package(tmp_path: Path) -> N
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "BlockTopKSAE"
+
+
+def test_stitch_and_swap_check_the_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sae_lens_stitch.checks as checks
+
+    calls: list[str] = []
+    real = checks._field
+
+    def counting(sae: Any, path: str) -> Any:
+        calls.append(path)
+        return real(sae, path)
+
+    monkeypatch.setattr(checks, "_field", counting)
+    small, large = related_pair()
+    one_check = 2 * len(checks._COMPARED_FIELDS)  # two lookups per compared field
+    stitch(small, large)  # classify + join inside: no second check of the pair
+    assert len(calls) == one_check
+    calls.clear()
+    swap(small, large)  # families + join inside
+    assert len(calls) == one_check
+    # outside an operation every call checks again
+    calls.clear()
+    checks.check_compatible(small, large)
+    assert len(calls) == one_check
