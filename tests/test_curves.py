@@ -148,7 +148,8 @@ def test_dead_novel_latents_left_out_of_curves() -> None:
 
 
 def test_removed_activations_collected_with_the_residual() -> None:
-    from sae_lens_stitch.curves import _Residual, sparse_activations
+    from sae_lens_stitch.curves import _Residual
+    from sae_lens_stitch.sparse_cache import sparse_activations
 
     small, large = related_pair("jumprelu", n_small=10, n_novel=4, d_in=16)
     x = data_for(large)
