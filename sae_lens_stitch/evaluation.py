@@ -244,11 +244,38 @@ class VarianceAccumulator:
         return (self.sse if sse is None else sse) / max(self.n, 1)
 
     def fvu(self, sse: float | None = None) -> float:
-        sse = self.sse if sse is None else sse
-        var = self.total_variance
-        if var <= 1e-10 * max(self.n, 1):
-            return 0.0 if sse <= 1e-10 * max(self.n, 1) else 1.0
-        return sse / var
+        return fraction_unexplained(self.sse if sse is None else sse, self.total_variance, self.n)
+
+
+def fraction_unexplained(sse: float, total_variance: float, n_tokens: int) -> float:
+    """FVU = SSE / Σ‖x − μ‖²; for (numerically) constant data, 0 if the error is 0 too, else 1."""
+    if total_variance <= 1e-10 * max(n_tokens, 1):
+        return 0.0 if sse <= 1e-10 * max(n_tokens, 1) else 1.0
+    return sse / total_variance
+
+
+def metrics_from_sums(
+    *,
+    sse: float,
+    total_variance: float,
+    n_tokens: int,
+    counts_L: torch.Tensor,
+    dense_threshold: float = DEFAULT_DENSE_THRESHOLD,
+) -> Metrics:
+    """:class:`Metrics` from the summed squared error, the total variance of the targets and
+    each latent's firing count over ``n_tokens`` tokens."""
+    fvu = fraction_unexplained(sse, total_variance, n_tokens)
+    return Metrics(
+        mse=_lower(sse / max(n_tokens, 1)),
+        fvu=_lower(fvu),
+        explained_variance=_higher(1.0 - fvu),
+        l0=_lower(float(counts_L.sum()) / n_tokens),
+        n_dead=_lower(float((counts_L == 0).sum())),
+        n_dense=_lower(float((counts_L > dense_threshold * n_tokens).sum())),
+        n_tokens=n_tokens,
+        d_sae=int(counts_L.numel()),
+        dense_threshold=dense_threshold,
+    )
 
 
 def _count_active(acts_NL: torch.Tensor) -> torch.Tensor:
@@ -308,16 +335,11 @@ def evaluate(
         reconstruct=True,
         targets=targets,
     )
-    fvu = acc.fvu()
-    return Metrics(
-        mse=_lower(acc.mse()),
-        fvu=_lower(fvu),
-        explained_variance=_higher(1.0 - fvu),
-        l0=_lower(float(counts_L.sum()) / acc.n),
-        n_dead=_lower(float((counts_L == 0).sum())),
-        n_dense=_lower(float((counts_L > dense_threshold * acc.n).sum())),
+    return metrics_from_sums(
+        sse=acc.sse,
+        total_variance=acc.total_variance,
         n_tokens=acc.n,
-        d_sae=sae.cfg.d_sae,
+        counts_L=counts_L,
         dense_threshold=dense_threshold,
     )
 

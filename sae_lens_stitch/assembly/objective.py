@@ -39,9 +39,9 @@ from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidActivationsErro
 from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
-    Metric,
     Metrics,
     iter_batches,
+    metrics_from_sums,
 )
 from sae_lens_stitch.registry import get_rule
 
@@ -246,20 +246,11 @@ class Objective:
         latents S with scales s and the best bias, on these tokens, from the objective alone
         (exact: equal to evaluating that SAE, up to float rounding)."""
         idx = union_S.to(self.c_U.device).long()
-        sse = self.sse(idx, s_S)
-        fvu = sse / self.total_variance if self.total_variance > 0 else 0.0
-        counts = self.counts_U[idx]
-        return Metrics(
-            mse=Metric(value=sse / self.n_tokens, better="lower"),
-            fvu=Metric(value=fvu, better="lower"),
-            explained_variance=Metric(value=1.0 - fvu, better="higher"),
-            l0=Metric(value=float(counts.sum()) / self.n_tokens, better="lower"),
-            n_dead=Metric(value=float((counts == 0).sum()), better="lower"),
-            n_dense=Metric(
-                value=float((counts > dense_threshold * self.n_tokens).sum()), better="lower"
-            ),
+        return metrics_from_sums(
+            sse=self.sse(idx, s_S),
+            total_variance=self.total_variance,
             n_tokens=self.n_tokens,
-            d_sae=int(idx.numel()),
+            counts_L=self.counts_U[idx].cpu(),
             dense_threshold=dense_threshold,
         )
 
