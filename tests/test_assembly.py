@@ -250,6 +250,10 @@ def test_assemble_bad_family_and_activations() -> None:
         assemble(saes, bad, width=10)
     with pytest.raises(InvalidActivationsError, match="too few tokens"):
         assemble(saes, x[:20], width=10)
+    with pytest.raises(InvalidActivationsError, match="d_in=16"):
+        assemble(saes, x, eval_activations=torch.randn(50, 12), width=10)
+    with pytest.raises(InvalidActivationsError, match="empty"):
+        assemble(saes, iter([]), width=10)
 
 
 def test_significance_gate_and_scaled_moves() -> None:

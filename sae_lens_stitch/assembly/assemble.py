@@ -155,9 +155,13 @@ def split_tokens(
     """(fit, eval) tensors: the given pair, or the first and last parts of ``activations``."""
     if not 0 < eval_fraction < 1:
         raise InvalidActivationsError(f"eval_fraction must be in (0, 1); got {eval_fraction!r}")
-    x = materialize(activations, d_in)
-    if eval_activations is not None:
-        fit, ev = x, materialize(eval_activations, d_in)
+    try:
+        x = materialize(activations, d_in)
+        ev_x = None if eval_activations is None else materialize(eval_activations, d_in)
+    except ValueError as err:
+        raise InvalidActivationsError(str(err)) from None
+    if ev_x is not None:
+        fit, ev = x, ev_x
     else:
         n_eval = round(x.shape[0] * eval_fraction)
         fit, ev = x[: x.shape[0] - n_eval], x[x.shape[0] - n_eval :]
