@@ -13,168 +13,233 @@ imported, ``import sae_lens_stitch`` registers ``block_topk`` at once, since tha
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sae_lens_stitch._version import __version__
+from sae_lens_stitch._version import __version__ as __version__
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and read by _read_exports
     from sae_lens_stitch.assembly.assemble import (
-        Assembly,
-        AssemblyResult,
-        PathStep,
-        assemble,
+        Assembly as Assembly,
     )
-    from sae_lens_stitch.assembly.refit import refit
-    from sae_lens_stitch.checks import check_compatible, check_indices
+    from sae_lens_stitch.assembly.assemble import (
+        AssemblyResult as AssemblyResult,
+    )
+    from sae_lens_stitch.assembly.assemble import (
+        PathStep as PathStep,
+    )
+    from sae_lens_stitch.assembly.assemble import (
+        assemble as assemble,
+    )
+    from sae_lens_stitch.assembly.refit import refit as refit
+    from sae_lens_stitch.checks import (
+        check_compatible as check_compatible,
+    )
+    from sae_lens_stitch.checks import (
+        check_indices as check_indices,
+    )
     from sae_lens_stitch.classify import (
-        ClassificationSummary,
-        FeatureCategory,
-        FeatureClassification,
-        classify_features,
+        ClassificationSummary as ClassificationSummary,
+    )
+    from sae_lens_stitch.classify import (
+        FeatureCategory as FeatureCategory,
+    )
+    from sae_lens_stitch.classify import (
+        FeatureClassification as FeatureClassification,
+    )
+    from sae_lens_stitch.classify import (
+        classify_features as classify_features,
     )
     from sae_lens_stitch.curves import (
-        Curve,
-        CurvePoint,
-        FrankensteinPlane,
-        PlanePoint,
-        frankenstein_plane,
-        insertion_curve,
-        swap_curve,
+        Curve as Curve,
+    )
+    from sae_lens_stitch.curves import (
+        CurvePoint as CurvePoint,
+    )
+    from sae_lens_stitch.curves import (
+        FrankensteinPlane as FrankensteinPlane,
+    )
+    from sae_lens_stitch.curves import (
+        PlanePoint as PlanePoint,
+    )
+    from sae_lens_stitch.curves import (
+        frankenstein_plane as frankenstein_plane,
+    )
+    from sae_lens_stitch.curves import (
+        insertion_curve as insertion_curve,
+    )
+    from sae_lens_stitch.curves import (
+        swap_curve as swap_curve,
     )
     from sae_lens_stitch.effects import (
-        InsertEffects,
-        InsertEffectsSummary,
-        ProxyAgreement,
-        insert_effects,
+        InsertEffects as InsertEffects,
+    )
+    from sae_lens_stitch.effects import (
+        InsertEffectsSummary as InsertEffectsSummary,
+    )
+    from sae_lens_stitch.effects import (
+        ProxyAgreement as ProxyAgreement,
+    )
+    from sae_lens_stitch.effects import (
+        insert_effects as insert_effects,
     )
     from sae_lens_stitch.errors import (
-        BudgetError,
-        CorruptSAEError,
-        HubError,
-        IncompatibleSAEsError,
-        InvalidActivationsError,
-        InvalidDestinationError,
-        InvalidIndicesError,
-        InvalidWeightsError,
-        MissingTokenError,
-        OfflineError,
-        PathExistsError,
-        RoundTripMismatchError,
-        SourceNotFoundError,
-        StitchError,
-        UnsupportedArchitectureError,
-        UnsupportedSAEError,
+        BudgetError as BudgetError,
+    )
+    from sae_lens_stitch.errors import (
+        CorruptSAEError as CorruptSAEError,
+    )
+    from sae_lens_stitch.errors import (
+        HubError as HubError,
+    )
+    from sae_lens_stitch.errors import (
+        IncompatibleSAEsError as IncompatibleSAEsError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidActivationsError as InvalidActivationsError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidDestinationError as InvalidDestinationError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidIndicesError as InvalidIndicesError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidWeightsError as InvalidWeightsError,
+    )
+    from sae_lens_stitch.errors import (
+        MissingTokenError as MissingTokenError,
+    )
+    from sae_lens_stitch.errors import (
+        OfflineError as OfflineError,
+    )
+    from sae_lens_stitch.errors import (
+        PathExistsError as PathExistsError,
+    )
+    from sae_lens_stitch.errors import (
+        RoundTripMismatchError as RoundTripMismatchError,
+    )
+    from sae_lens_stitch.errors import (
+        SourceNotFoundError as SourceNotFoundError,
+    )
+    from sae_lens_stitch.errors import (
+        StitchError as StitchError,
+    )
+    from sae_lens_stitch.errors import (
+        UnsupportedArchitectureError as UnsupportedArchitectureError,
+    )
+    from sae_lens_stitch.errors import (
+        UnsupportedSAEError as UnsupportedSAEError,
     )
     from sae_lens_stitch.evaluation import (
-        Metric,
-        Metrics,
-        ModelMetrics,
-        dead_latents,
-        evaluate,
-        evaluate_with_model,
-        firing_counts,
+        Metric as Metric,
     )
-    from sae_lens_stitch.families import FeatureFamily, feature_families
-    from sae_lens_stitch.load import load_sae
-    from sae_lens_stitch.match import FeatureMatches, match_features
+    from sae_lens_stitch.evaluation import (
+        Metrics as Metrics,
+    )
+    from sae_lens_stitch.evaluation import (
+        ModelMetrics as ModelMetrics,
+    )
+    from sae_lens_stitch.evaluation import (
+        dead_latents as dead_latents,
+    )
+    from sae_lens_stitch.evaluation import (
+        evaluate as evaluate,
+    )
+    from sae_lens_stitch.evaluation import (
+        evaluate_with_model as evaluate_with_model,
+    )
+    from sae_lens_stitch.evaluation import (
+        firing_counts as firing_counts,
+    )
+    from sae_lens_stitch.families import (
+        FeatureFamily as FeatureFamily,
+    )
+    from sae_lens_stitch.families import (
+        feature_families as feature_families,
+    )
+    from sae_lens_stitch.load import load_sae as load_sae
+    from sae_lens_stitch.match import (
+        FeatureMatches as FeatureMatches,
+    )
+    from sae_lens_stitch.match import (
+        match_features as match_features,
+    )
     from sae_lens_stitch.provenance import (
-        LatentOrigin,
-        Operation,
-        Provenance,
-        SourceSAE,
-        get_provenance,
+        LatentOrigin as LatentOrigin,
     )
-    from sae_lens_stitch.publish import PushResult, push_to_hub
+    from sae_lens_stitch.provenance import (
+        Operation as Operation,
+    )
+    from sae_lens_stitch.provenance import (
+        Provenance as Provenance,
+    )
+    from sae_lens_stitch.provenance import (
+        SourceSAE as SourceSAE,
+    )
+    from sae_lens_stitch.provenance import (
+        get_provenance as get_provenance,
+    )
+    from sae_lens_stitch.publish import PushResult as PushResult
+    from sae_lens_stitch.publish import push_to_hub as push_to_hub
     from sae_lens_stitch.registry import (
-        ArchitectureRule,
-        register_architecture,
-        registered_architectures,
+        ArchitectureRule as ArchitectureRule,
+    )
+    from sae_lens_stitch.registry import (
+        register_architecture as register_architecture,
+    )
+    from sae_lens_stitch.registry import (
+        registered_architectures as registered_architectures,
     )
     from sae_lens_stitch.report import (
-        PlotFiles,
-        StitchReport,
-        write_report,
+        PlotFiles as PlotFiles,
     )
-    from sae_lens_stitch.save import save_sae
-    from sae_lens_stitch.sources import SAESource, parse_source
-    from sae_lens_stitch.surgery import frankenstein, remove_features, stitch, swap
+    from sae_lens_stitch.report import (
+        StitchReport as StitchReport,
+    )
+    from sae_lens_stitch.report import (
+        write_report as write_report,
+    )
+    from sae_lens_stitch.save import save_sae as save_sae
+    from sae_lens_stitch.sources import SAESource as SAESource
+    from sae_lens_stitch.sources import parse_source as parse_source
+    from sae_lens_stitch.surgery import (
+        frankenstein as frankenstein,
+    )
+    from sae_lens_stitch.surgery import (
+        remove_features as remove_features,
+    )
+    from sae_lens_stitch.surgery import (
+        stitch as stitch,
+    )
+    from sae_lens_stitch.surgery import (
+        swap as swap,
+    )
 
-_EXPORTS: dict[str, str] = {
-    "Assembly": "sae_lens_stitch.assembly.assemble",
-    "AssemblyResult": "sae_lens_stitch.assembly.assemble",
-    "PathStep": "sae_lens_stitch.assembly.assemble",
-    "assemble": "sae_lens_stitch.assembly.assemble",
-    "refit": "sae_lens_stitch.assembly.refit",
-    "BudgetError": "sae_lens_stitch.errors",
-    "InvalidActivationsError": "sae_lens_stitch.errors",
-    "ArchitectureRule": "sae_lens_stitch.registry",
-    "ClassificationSummary": "sae_lens_stitch.classify",
-    "CorruptSAEError": "sae_lens_stitch.errors",
-    "FeatureCategory": "sae_lens_stitch.classify",
-    "FeatureClassification": "sae_lens_stitch.classify",
-    "FeatureFamily": "sae_lens_stitch.families",
-    "FeatureMatches": "sae_lens_stitch.match",
-    "HubError": "sae_lens_stitch.errors",
-    "IncompatibleSAEsError": "sae_lens_stitch.errors",
-    "InvalidDestinationError": "sae_lens_stitch.errors",
-    "InvalidIndicesError": "sae_lens_stitch.errors",
-    "InvalidWeightsError": "sae_lens_stitch.errors",
-    "LatentOrigin": "sae_lens_stitch.provenance",
-    "MissingTokenError": "sae_lens_stitch.errors",
-    "OfflineError": "sae_lens_stitch.errors",
-    "Operation": "sae_lens_stitch.provenance",
-    "PathExistsError": "sae_lens_stitch.errors",
-    "Provenance": "sae_lens_stitch.provenance",
-    "PushResult": "sae_lens_stitch.publish",
-    "RoundTripMismatchError": "sae_lens_stitch.errors",
-    "SAESource": "sae_lens_stitch.sources",
-    "SourceNotFoundError": "sae_lens_stitch.errors",
-    "SourceSAE": "sae_lens_stitch.provenance",
-    "StitchError": "sae_lens_stitch.errors",
-    "UnsupportedArchitectureError": "sae_lens_stitch.errors",
-    "check_compatible": "sae_lens_stitch.checks",
-    "check_indices": "sae_lens_stitch.checks",
-    "classify_features": "sae_lens_stitch.classify",
-    "feature_families": "sae_lens_stitch.families",
-    "frankenstein": "sae_lens_stitch.surgery",
-    "get_provenance": "sae_lens_stitch.provenance",
-    "load_sae": "sae_lens_stitch.load",
-    "match_features": "sae_lens_stitch.match",
-    "parse_source": "sae_lens_stitch.sources",
-    "push_to_hub": "sae_lens_stitch.publish",
-    "register_architecture": "sae_lens_stitch.registry",
-    "registered_architectures": "sae_lens_stitch.registry",
-    "remove_features": "sae_lens_stitch.surgery",
-    "save_sae": "sae_lens_stitch.save",
-    "stitch": "sae_lens_stitch.surgery",
-    "swap": "sae_lens_stitch.surgery",
-    "Metric": "sae_lens_stitch.evaluation",
-    "Metrics": "sae_lens_stitch.evaluation",
-    "ModelMetrics": "sae_lens_stitch.evaluation",
-    "dead_latents": "sae_lens_stitch.evaluation",
-    "evaluate": "sae_lens_stitch.evaluation",
-    "evaluate_with_model": "sae_lens_stitch.evaluation",
-    "firing_counts": "sae_lens_stitch.evaluation",
-    "InsertEffects": "sae_lens_stitch.effects",
-    "InsertEffectsSummary": "sae_lens_stitch.effects",
-    "ProxyAgreement": "sae_lens_stitch.effects",
-    "insert_effects": "sae_lens_stitch.effects",
-    "Curve": "sae_lens_stitch.curves",
-    "CurvePoint": "sae_lens_stitch.curves",
-    "FrankensteinPlane": "sae_lens_stitch.curves",
-    "PlanePoint": "sae_lens_stitch.curves",
-    "frankenstein_plane": "sae_lens_stitch.curves",
-    "insertion_curve": "sae_lens_stitch.curves",
-    "swap_curve": "sae_lens_stitch.curves",
-    "PlotFiles": "sae_lens_stitch.report",
-    "StitchReport": "sae_lens_stitch.report",
-    "write_report": "sae_lens_stitch.report",
-    "UnsupportedSAEError": "sae_lens_stitch.errors",
-}
+
+def _read_exports() -> dict[str, str]:
+    """Public name -> defining module, read from the ``TYPE_CHECKING`` imports above: the
+    public names are listed there once, for type checkers and for the lazy loader alike."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if isinstance(node, ast.If) and isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+            return {
+                alias.asname or alias.name: str(imp.module)
+                for imp in node.body
+                if isinstance(imp, ast.ImportFrom)
+                for alias in imp.names
+            }
+    raise ImportError("sae_lens_stitch/__init__.py lost its TYPE_CHECKING import block")
+
+
+_EXPORTS: dict[str, str] = _read_exports()
 """Public name -> the module that defines it."""
 
+__all__ = sorted([*_EXPORTS, "__version__"])  # pyright: ignore[reportUnsupportedDunderAll]
 
 if "sae_lens" in sys.modules:
     importlib.import_module("sae_lens_stitch.block_topk")
@@ -192,78 +257,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
-
-
-__all__ = [
-    "ArchitectureRule",
-    "Assembly",
-    "AssemblyResult",
-    "BudgetError",
-    "ClassificationSummary",
-    "CorruptSAEError",
-    "Curve",
-    "CurvePoint",
-    "FeatureCategory",
-    "FeatureClassification",
-    "FeatureFamily",
-    "FeatureMatches",
-    "FrankensteinPlane",
-    "HubError",
-    "IncompatibleSAEsError",
-    "InsertEffects",
-    "InsertEffectsSummary",
-    "InvalidActivationsError",
-    "InvalidDestinationError",
-    "InvalidIndicesError",
-    "InvalidWeightsError",
-    "LatentOrigin",
-    "Metric",
-    "Metrics",
-    "MissingTokenError",
-    "ModelMetrics",
-    "OfflineError",
-    "Operation",
-    "PathExistsError",
-    "PathStep",
-    "PlanePoint",
-    "PlotFiles",
-    "Provenance",
-    "ProxyAgreement",
-    "PushResult",
-    "RoundTripMismatchError",
-    "SAESource",
-    "SourceNotFoundError",
-    "SourceSAE",
-    "StitchError",
-    "StitchReport",
-    "UnsupportedArchitectureError",
-    "UnsupportedSAEError",
-    "__version__",
-    "assemble",
-    "check_compatible",
-    "check_indices",
-    "classify_features",
-    "dead_latents",
-    "evaluate",
-    "evaluate_with_model",
-    "feature_families",
-    "firing_counts",
-    "frankenstein",
-    "frankenstein_plane",
-    "get_provenance",
-    "insert_effects",
-    "insertion_curve",
-    "load_sae",
-    "match_features",
-    "parse_source",
-    "push_to_hub",
-    "refit",
-    "register_architecture",
-    "registered_architectures",
-    "remove_features",
-    "save_sae",
-    "stitch",
-    "swap",
-    "swap_curve",
-    "write_report",
-]
