@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sae_lens_stitch._atomic import atomic_write_bytes
 from sae_lens_stitch._version import __version__
+from sae_lens_stitch.assembly.pareto import Pareto
 from sae_lens_stitch.classify import ClassificationSummary
 from sae_lens_stitch.curves import Curve, FrankensteinPlane
 from sae_lens_stitch.effects import InsertEffectsSummary
@@ -63,6 +64,8 @@ class StitchReport(BaseModel):
     """Behavioural insert effects and the cosine proxy's agreement with them."""
     curves: list[Curve] = Field(default_factory=list)
     frankenstein: FrankensteinPlane | None = None
+    pareto: Pareto | None = None
+    """Trained SAEs, their refits, the fixed rules and an assembled SAE on evaluation tokens."""
     plots: dict[str, PlotFiles] = Field(default_factory=dict)
     """Plot name -> files."""
     notes: list[str] = Field(default_factory=list)
@@ -93,170 +96,223 @@ def _arrow(better: str) -> str:
 Table = tuple[list[str], list[list[str]]]
 
 
-def _sections(report: StitchReport) -> list[tuple[str, list[str], Table | None]]:
-    """(heading, paragraphs, table) in display order."""
-    out: list[tuple[str, list[str], Table | None]] = []
-    if report.classifications:
-        head = [
-            "small",
-            "large",
-            "novel",
-            "reconstruction",
-            "dead",
-            "novel fraction",
-            "mean max cos",
-            "small w/ children",
-            "small w/o partner",
+Section = tuple[str, list[str], Table | None]
+"""(heading, paragraphs, table) of one report section."""
+
+
+def _classification_section(report: StitchReport) -> Section | None:
+    if not report.classifications:
+        return None
+    head = [
+        "small",
+        "large",
+        "novel",
+        "reconstruction",
+        "dead",
+        "novel fraction",
+        "mean max cos",
+        "small w/ children",
+        "small w/o partner",
+    ]
+    rows = [
+        [
+            _name(c.small),
+            _name(c.large),
+            str(c.n_novel),
+            str(c.n_reconstruction),
+            str(c.n_dead),
+            f"{c.novel_fraction:.1%}",
+            _fmt(c.mean_max_cosine),
+            str(c.n_small_with_children),
+            str(c.n_small_without_partner),
         ]
-        rows = [
+        for c in report.classifications
+    ]
+    return (
+        "Classification (cosine proxy)",
+        [
+            "Large latents whose best decoder cosine with the small SAE is below the "
+            f"threshold ({_fmt(report.threshold)}) are novel; dead latents (never firing) "
+            "are excluded from the fractions."
+        ],
+        (head, rows),
+    )
+
+
+def _metrics_section(report: StitchReport) -> Section | None:
+    if not report.metrics:
+        return None
+    first = next(iter(report.metrics.values()))
+    keys = ["mse", "fvu", "explained_variance", "l0", "n_dead", "n_dense"]
+    head = ["SAE", "d_sae"] + [f"{k} {_arrow(getattr(first, k).better)}" for k in keys]
+    rows = [
+        [name, str(m.d_sae)] + [_fmt(getattr(m, k)) for k in keys]
+        for name, m in report.metrics.items()
+    ]
+    return (
+        "Reconstruction metrics",
+        [
+            f"On {first.n_tokens} tokens. MSE: mean over tokens of the squared error "
+            "summed over dimensions; FVU = 1 - explained variance (SAE-Lens's "
+            f"definition); dense: fires on more than {first.dense_threshold:.0%} of tokens."
+        ],
+        (head, rows),
+    )
+
+
+def _model_metrics_section(report: StitchReport) -> Section | None:
+    if not report.model_metrics:
+        return None
+    keys = [
+        "ce_loss_clean",
+        "ce_loss_with_sae",
+        "ce_loss_zero_ablation",
+        "ce_loss_recovered",
+        "kl_div_with_sae",
+    ]
+    first_mm = next(iter(report.model_metrics.values()))
+    head = ["SAE", "hook"] + [f"{k} {_arrow(getattr(first_mm, k).better)}" for k in keys]
+    rows = [
+        [name, mm.hook_name] + [_fmt(getattr(mm, k)) for k in keys]
+        for name, mm in report.model_metrics.items()
+    ]
+    return ("Language-model metrics", [], (head, rows))
+
+
+def _insert_effects_section(report: StitchReport) -> Section | None:
+    if not report.insert_effects:
+        return None
+    head = [
+        "base",
+        "donor",
+        "latents",
+        "MSE down (novel)",
+        "MSE up (recon.)",
+        "dead",
+        "proxy novel & behaviour novel",
+        "proxy recon. & behaviour recon.",
+        "proxy novel, behaviour recon.",
+        "proxy recon., behaviour novel",
+        "accuracy ↑",
+        "AUROC ↑",
+    ]
+    rows = []
+    for e in report.insert_effects:
+        p = e.proxy
+        rows.append(
             [
-                _name(c.small),
-                _name(c.large),
-                str(c.n_novel),
-                str(c.n_reconstruction),
-                str(c.n_dead),
-                f"{c.novel_fraction:.1%}",
-                _fmt(c.mean_max_cosine),
-                str(c.n_small_with_children),
-                str(c.n_small_without_partner),
+                e.base,
+                e.donor,
+                str(e.n_latents),
+                str(e.n_novel),
+                str(e.n_reconstruction),
+                str(e.n_dead),
+                str(p.both_novel),
+                str(p.both_reconstruction),
+                str(p.proxy_novel_behaviour_reconstruction),
+                str(p.proxy_reconstruction_behaviour_novel),
+                _fmt(p.accuracy),
+                _fmt(p.auroc),
             ]
-            for c in report.classifications
-        ]
-        out.append(
-            (
-                "Classification (cosine proxy)",
-                [
-                    "Large latents whose best decoder cosine with the small SAE is below the "
-                    f"threshold ({_fmt(report.threshold)}) are novel; dead latents (never firing) "
-                    "are excluded from the fractions."
-                ],
-                (head, rows),
-            )
         )
-    if report.metrics:
-        first = next(iter(report.metrics.values()))
-        keys = ["mse", "fvu", "explained_variance", "l0", "n_dead", "n_dense"]
-        head = ["SAE", "d_sae"] + [f"{k} {_arrow(getattr(first, k).better)}" for k in keys]
-        rows = [
-            [name, str(m.d_sae)] + [_fmt(getattr(m, k)) for k in keys]
-            for name, m in report.metrics.items()
-        ]
-        out.append(
-            (
-                "Reconstruction metrics",
-                [
-                    f"On {first.n_tokens} tokens. MSE: mean over tokens of the squared error "
-                    "summed over dimensions; FVU = 1 - explained variance (SAE-Lens's "
-                    f"definition); dense: fires on more than {first.dense_threshold:.0%} of tokens."
-                ],
-                (head, rows),
-            )
+    return (
+        "Insert effects and the cosine proxy",
+        [
+            "Behaviour: inserting the latent alone into the base lowers MSE (novel) or "
+            "raises it (reconstruction). AUROC: max cosine as a score for behavioural "
+            "reconstruction."
+        ],
+        (head, rows),
+    )
+
+
+def _curves_section(report: StitchReport) -> Section | None:
+    if not report.curves:
+        return None
+    head = [
+        "curve",
+        "order",
+        "steps",
+        "exact",
+        "FVU start",
+        "FVU end",
+        "min FVU (step)",
+        "L0 start",
+        "L0 end",
+        "monotone",
+    ]
+    rows = []
+    for c in report.curves:
+        best = min(c.points, key=lambda p: p.fvu)
+        rows.append(
+            [
+                f"{c.kind}: {c.base} -> {c.donor}",
+                c.order,
+                str(len(c.points) - 1),
+                "yes" if c.exact else "approx.",
+                _fmt(c.points[0].fvu),
+                _fmt(c.points[-1].fvu),
+                f"{_fmt(best.fvu)} ({best.step})",
+                _fmt(c.points[0].l0),
+                _fmt(c.points[-1].l0),
+                _fmt(
+                    None
+                    if c.monotone is None
+                    else ("yes" if c.monotone else f"no ({c.n_increases} rises)")
+                ),
+            ]
         )
-    if report.model_metrics:
-        keys = [
-            "ce_loss_clean",
-            "ce_loss_with_sae",
-            "ce_loss_zero_ablation",
-            "ce_loss_recovered",
-            "kl_div_with_sae",
-        ]
-        first_mm = next(iter(report.model_metrics.values()))
-        head = ["SAE", "hook"] + [f"{k} {_arrow(getattr(first_mm, k).better)}" for k in keys]
-        rows = [
-            [name, mm.hook_name] + [_fmt(getattr(mm, k)) for k in keys]
-            for name, mm in report.model_metrics.items()
-        ]
-        out.append(("Language-model metrics", [], (head, rows)))
-    if report.insert_effects:
-        head = [
-            "base",
-            "donor",
-            "latents",
-            "MSE down (novel)",
-            "MSE up (recon.)",
-            "dead",
-            "proxy novel & behaviour novel",
-            "proxy recon. & behaviour recon.",
-            "proxy novel, behaviour recon.",
-            "proxy recon., behaviour novel",
-            "accuracy ↑",
-            "AUROC ↑",
-        ]
-        rows = []
-        for e in report.insert_effects:
-            p = e.proxy
-            rows.append(
-                [
-                    e.base,
-                    e.donor,
-                    str(e.n_latents),
-                    str(e.n_novel),
-                    str(e.n_reconstruction),
-                    str(e.n_dead),
-                    str(p.both_novel),
-                    str(p.both_reconstruction),
-                    str(p.proxy_novel_behaviour_reconstruction),
-                    str(p.proxy_reconstruction_behaviour_novel),
-                    _fmt(p.accuracy),
-                    _fmt(p.auroc),
-                ]
-            )
-        out.append(
-            (
-                "Insert effects and the cosine proxy",
-                [
-                    "Behaviour: inserting the latent alone into the base lowers MSE (novel) or "
-                    "raises it (reconstruction). AUROC: max cosine as a score for behavioural "
-                    "reconstruction."
-                ],
-                (head, rows),
-            )
-        )
-    if report.curves:
-        head = [
-            "curve",
-            "order",
-            "steps",
-            "exact",
-            "FVU start",
-            "FVU end",
-            "min FVU (step)",
-            "L0 start",
-            "L0 end",
-            "monotone",
-        ]
-        rows = []
-        for c in report.curves:
-            best = min(c.points, key=lambda p: p.fvu)
-            rows.append(
-                [
-                    f"{c.kind}: {c.base} -> {c.donor}",
-                    c.order,
-                    str(len(c.points) - 1),
-                    "yes" if c.exact else "approx.",
-                    _fmt(c.points[0].fvu),
-                    _fmt(c.points[-1].fvu),
-                    f"{_fmt(best.fvu)} ({best.step})",
-                    _fmt(c.points[0].l0),
-                    _fmt(c.points[-1].l0),
-                    _fmt(
-                        None
-                        if c.monotone is None
-                        else ("yes" if c.monotone else f"no ({c.n_increases} rises)")
-                    ),
-                ]
-            )
-        out.append(("Curves", ["FVU and L0 are lower-is-better."], (head, rows)))
-    if report.frankenstein is not None:
-        head = ["SAE", "kind", "d_sae", "L0 ↓", "FVU ↓", "MSE ↓"]
-        rows = [
-            [p.name, p.kind, str(p.d_sae), _fmt(p.l0), _fmt(p.fvu), _fmt(p.mse)]
-            for p in report.frankenstein.points
-        ]
-        out.append(("Frankenstein vs trained SAEs", [], (head, rows)))
-    if report.notes:
-        out.append(("Notes", list(report.notes), None))
-    return out
+    return ("Curves", ["FVU and L0 are lower-is-better."], (head, rows))
+
+
+def _frankenstein_section(report: StitchReport) -> Section | None:
+    if report.frankenstein is None:
+        return None
+    head = ["SAE", "kind", "d_sae", "L0 ↓", "FVU ↓", "MSE ↓"]
+    rows = [
+        [p.name, p.kind, str(p.d_sae), _fmt(p.l0), _fmt(p.fvu), _fmt(p.mse)]
+        for p in report.frankenstein.points
+    ]
+    return ("Frankenstein vs trained SAEs", [], (head, rows))
+
+
+def _pareto_section(report: StitchReport) -> Section | None:
+    if report.pareto is None:
+        return None
+    head = ["SAE", "refit", "width ↓", "L0 ↓", "FVU ↓", "MSE ↓"]
+    rows = [
+        [p.label, "yes" if p.refit else "no", str(p.width), _fmt(p.l0), _fmt(p.fvu), _fmt(p.mse)]
+        for p in sorted(report.pareto.points, key=lambda p: (p.width, p.fvu))
+    ]
+    text = (
+        f"On {report.pareto.n_eval_tokens} evaluation tokens; refits (decoder scales and output "
+        f"bias) fitted on {report.pareto.n_fit_tokens} other tokens."
+    )
+    return ("Assembly and refit against the fixed rules", [text], (head, rows))
+
+
+def _notes_section(report: StitchReport) -> Section | None:
+    if not report.notes:
+        return None
+    return ("Notes", list(report.notes), None)
+
+
+_SECTIONS = (
+    _classification_section,
+    _metrics_section,
+    _model_metrics_section,
+    _insert_effects_section,
+    _curves_section,
+    _frankenstein_section,
+    _pareto_section,
+    _notes_section,
+)
+"""The report's sections, in display order."""
+
+
+def _sections(report: StitchReport) -> list[Section]:
+    """(heading, paragraphs, table) in display order."""
+    return [section for build in _SECTIONS if (section := build(report)) is not None]
 
 
 def _name(identity: SourceSAE | str) -> str:

@@ -476,6 +476,7 @@ def run_demo(
         insert_effects=[p.insert_effects for p in pairs],
         curves=curves,
         frankenstein=plane,
+        pareto=assembly.pareto,
         plots=plots,
         notes=notes,
     )
