@@ -475,9 +475,8 @@ def build_objective(
     ):
         _check_batch(x_ND, n_tokens)
         x_ND = x_ND.to(dev, first.W_dec.dtype)
-        x64 = x_ND.double()
-        sum_x += x64.sum(0)
-        sum_x2 += x64.pow(2).sum()
+        sum_x += x_ND.sum(0, dtype=torch.float64)
+        sum_x2 += x_ND.pow(2).sum(dtype=torch.float64)
         for k, sae in enumerate(saes):
             acts_NL = sae.encode(x_ND)
             nz = acts_NL.nonzero()
@@ -485,9 +484,12 @@ def build_objective(
             v = acts_NL[t, lat]
             u = lat + offsets[k]
             # x_t · w_i at every non-zero (t, i) only: a sampled dense product (SDDMM)
-            crow = torch.zeros(x_ND.shape[0] + 1, dtype=torch.long, device=dev)
-            crow[1:] = torch.bincount(t, minlength=x_ND.shape[0]).cumsum(0)
-            pattern = _sparse_csr(crow, lat, torch.zeros_like(v), (x_ND.shape[0], sae.cfg.d_sae))
+            pattern = _sparse_csr(
+                _row_pointers(t, x_ND.shape[0]),
+                lat,
+                torch.zeros_like(v),
+                (x_ND.shape[0], sae.cfg.d_sae),
+            )
             dots = torch.sparse.sampled_addmm(pattern, x_ND, sae.W_dec.detach().T).values()
             axw_U.index_add_(0, u, (dots * v).double())
             sum_a.index_add_(0, u, v.double())
@@ -506,8 +508,14 @@ def build_objective(
     val = torch.cat(vals) if vals else torch.zeros(0, device=dev)
     del toks, lats, vals
     counts_U = torch.bincount(lat, minlength=n)
-    by_token = _csr(tok, lat, val, n_tokens, n)
-    by_latent = _csr(lat, tok, val, n, n_tokens)
+    # each (batch, SAE) block is in (token, latent) order and SAEs come in union order, so a
+    # stable sort by token gives (token, latent) order, and then one by latent (latent, token)
+    order = torch.sort(tok, stable=True).indices
+    tok, lat, val = tok[order], lat[order], val[order]
+    by_token = _sparse_csr(_row_pointers(tok, n_tokens), lat, val, (n_tokens, n))
+    order = torch.sort(lat, stable=True).indices
+    by_latent = _sparse_csr(_row_pointers(lat, n), tok[order], val[order], (n, n_tokens))
+    del order
     if not math.isfinite(total_variance) or not bool(torch.isfinite(c_U).all()):
         raise InvalidActivationsError("activations overflow: their squares are not finite")
     return Objective(
@@ -525,14 +533,19 @@ def build_objective(
     )
 
 
+def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """CSR row pointers of sorted row indices."""
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return crow
+
+
 def _csr(
     rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int, n_cols: int
 ) -> torch.Tensor:
     """CSR [n_rows, n_cols] from coordinates (sorted by row, then column)."""
     order = torch.argsort(rows * n_cols + cols)
-    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-    return _sparse_csr(crow, cols[order], vals[order], (n_rows, n_cols))
+    return _sparse_csr(_row_pointers(rows, n_rows), cols[order], vals[order], (n_rows, n_cols))
 
 
 def _sparse_csr(
