@@ -420,54 +420,15 @@ def run_demo(
         plane, out / "plots" / "frankenstein_plane"
     )
 
-    frank = frankenstein(saes, threshold=threshold)
-    m_fr = evaluate(frank, acts_ND)
-    details = get_provenance(frank).operations[-1].details
     widths = [s.cfg.d_sae for s in saes]
-    fvu_same = _interp_log_width(
-        widths, [metrics_by_width[w].fvu.value for w in widths], frank.cfg.d_sae
-    )
-    l0_same = _interp_log_width(
-        widths, [metrics_by_width[w].l0.value for w in widths], frank.cfg.d_sae
-    )
-    publish = save_sae(frank, out / PUBLISH_FOLDER, overwrite=True)
-    fr = FrankensteinResult(
-        d_sae=frank.cfg.d_sae,
-        widths=widths,
-        inserted_per_width=list(details.get("inserted_per_width", [])),
-        metrics=m_fr,
-        trained_fvu_at_same_width=fvu_same,
-        trained_l0_at_same_width=l0_same,
-        beats_trained_at_same_width=m_fr.fvu.value < fvu_same,
-        higher_l0_than_trained=m_fr.l0.value > l0_same,
-        publish_folder=str(publish),
-    )
+    frank, fr = _frankenstein(saes, acts_ND, metrics_by_width, threshold, out)
+    m_fr = fr.metrics
     metrics = {f"trained[{w}]": metrics_by_width[w] for w in widths}
     metrics[f"frankenstein[{frank.cfg.d_sae}]"] = m_fr
     assembly = _assembly(saes, fam, n_tokens, acts_ND, threshold, out, plots, show_progress)
     metrics[f"assembled[{assembly.result.eval.d_sae}]"] = assembly.result.eval
     claims = _claims(pairs, fr)
-    notes = [
-        f"Demo family: standard ReLU/L1 SAEs of widths {widths} trained on a synthetic activation "
-        f"model with parent/child feature hierarchies ({fam.truth.n_features} ground-truth "
-        f"features, d_in {fam.truth.d_in}); {n_tokens} evaluation tokens (seed {EVAL_SEED}).",
-        "Ground truth: an SAE represents a feature when a decoder row has cosine >= 0.9 with it; "
-        "a large latent is truly novel when the feature it tracks (best cosine, >= 0.5) is not "
-        "represented by the smaller SAE.",
-        *[
-            f"{p.small}->{p.large}: novel precision {_opt(p.ground_truth.precision)}, recall "
-            f"{_opt(p.ground_truth.recall)}, feature recall {_opt(p.ground_truth.feature_recall)}; "
-            f"{p.n_split_families} of {p.n_families} families split one small latent"
-            for p in pairs
-        ],
-        *[
-            f"[{ {True: 'agrees', False: 'disagrees', None: 'n/a'}[c.agrees] }] {c.claim}: {c.measured}"
-            for c in claims
-        ],
-        f"Publish-ready Frankenstein SAE: {PUBLISH_FOLDER}/ (SAE-Lens layout; "
-        "`sae-stitch push` or `sae-stitch demo --push REPO`).",
-        *_assembly_notes(assembly),
-    ]
+    notes = _notes(fam, widths, n_tokens, pairs, claims, assembly)
     report = StitchReport(
         title="sae-lens-stitch demo: synthetic hierarchy family",
         threshold=threshold,
@@ -507,6 +468,72 @@ def run_demo(
     )
     atomic_write_text(out / RESULT_FILE, result.model_dump_json(indent=2))
     return result
+
+
+def _frankenstein(
+    saes: list[Any],
+    acts_ND: torch.Tensor,
+    metrics_by_width: dict[int, Metrics],
+    threshold: float,
+    out: Path,
+) -> tuple[Any, FrankensteinResult]:
+    """Frankenstein's SAE of the family, evaluated, compared with the trained family
+    interpolated at its width, and saved publish-ready."""
+    frank = frankenstein(saes, threshold=threshold)
+    m_fr = evaluate(frank, acts_ND)
+    details = get_provenance(frank).operations[-1].details
+    widths = [s.cfg.d_sae for s in saes]
+    fvu_same = _interp_log_width(
+        widths, [metrics_by_width[w].fvu.value for w in widths], frank.cfg.d_sae
+    )
+    l0_same = _interp_log_width(
+        widths, [metrics_by_width[w].l0.value for w in widths], frank.cfg.d_sae
+    )
+    publish = save_sae(frank, out / PUBLISH_FOLDER, overwrite=True)
+    fr = FrankensteinResult(
+        d_sae=frank.cfg.d_sae,
+        widths=widths,
+        inserted_per_width=list(details.get("inserted_per_width", [])),
+        metrics=m_fr,
+        trained_fvu_at_same_width=fvu_same,
+        trained_l0_at_same_width=l0_same,
+        beats_trained_at_same_width=m_fr.fvu.value < fvu_same,
+        higher_l0_than_trained=m_fr.l0.value > l0_same,
+        publish_folder=str(publish),
+    )
+    return frank, fr
+
+
+def _notes(
+    fam: DemoFamily,
+    widths: list[int],
+    n_tokens: int,
+    pairs: list[PairResult],
+    claims: list[Claim],
+    assembly: AssemblyDemo,
+) -> list[str]:
+    """The report's notes: the family, the ground truth, each pair, each claim, the outputs."""
+    return [
+        f"Demo family: standard ReLU/L1 SAEs of widths {widths} trained on a synthetic activation "
+        f"model with parent/child feature hierarchies ({fam.truth.n_features} ground-truth "
+        f"features, d_in {fam.truth.d_in}); {n_tokens} evaluation tokens (seed {EVAL_SEED}).",
+        "Ground truth: an SAE represents a feature when a decoder row has cosine >= 0.9 with it; "
+        "a large latent is truly novel when the feature it tracks (best cosine, >= 0.5) is not "
+        "represented by the smaller SAE.",
+        *[
+            f"{p.small}->{p.large}: novel precision {_opt(p.ground_truth.precision)}, recall "
+            f"{_opt(p.ground_truth.recall)}, feature recall {_opt(p.ground_truth.feature_recall)}; "
+            f"{p.n_split_families} of {p.n_families} families split one small latent"
+            for p in pairs
+        ],
+        *[
+            f"[{ {True: 'agrees', False: 'disagrees', None: 'n/a'}[c.agrees] }] {c.claim}: {c.measured}"
+            for c in claims
+        ],
+        f"Publish-ready Frankenstein SAE: {PUBLISH_FOLDER}/ (SAE-Lens layout; "
+        "`sae-stitch push` or `sae-stitch demo --push REPO`).",
+        *_assembly_notes(assembly),
+    ]
 
 
 def _assembly(
