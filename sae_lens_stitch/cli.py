@@ -612,10 +612,14 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         max_moves=args.max_moves,
         significance=args.significance,
     )
+    r = result.result
+    plane = None
+    if not args.no_baselines:  # measured before anything is written: a failure leaves nothing
+        fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
+        plane = pareto(saes, fit_x, ev_x, result, threshold=args.threshold)
     out.mkdir(exist_ok=True)
     saved = _save(result.sae, out / "sae", args.overwrite)
-    write_json(out / "assembly.json", result.result.model_dump(mode="json"))
-    r = result.result
+    write_json(out / "assembly.json", r.model_dump(mode="json"))
     lines = [
         f"assembled {result.sae.cfg.d_sae} latents ({', '.join(f'{n} from SAE {k} (d_sae {w})' for k, (n, w) in enumerate(zip(r.selected_per_sae, r.widths, strict=True)) if n)}) "
         f"in {len(r.path) - 1} moves; stopped: {r.stopped}; evaluation MSE rose after "
@@ -625,9 +629,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         f"saved to {saved}; wrote {out / 'assembly.json'}",
     ]
     payload: dict[str, Any] = {"folder": str(saved), "assembly": r.model_dump(mode="json")}
-    if not args.no_baselines:
-        fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
-        plane = pareto(saes, fit_x, ev_x, result, threshold=args.threshold)
+    if plane is not None:
         write_json(out / "pareto.json", plane.model_dump(mode="json"))
         files = plot_pareto(plane, out / "pareto")
         payload["pareto"] = plane.model_dump(mode="json")
@@ -1103,7 +1105,9 @@ def _validate(args: argparse.Namespace) -> None:
             raise CLIError(f"--width must be positive, got {args.width}")
         if args.l0 is not None and not 0 < args.l0 < float("inf"):
             raise CLIError(f"--l0 must be a positive number, got {args.l0}")
-        if not args.significance >= 0:
+        if args.max_moves is not None and args.max_moves < 0:
+            raise CLIError(f"--max-moves must be 0 or more, got {args.max_moves}")
+        if not 0 <= args.significance < float("inf"):
             raise CLIError(f"--significance must be 0 or more, got {args.significance}")
         if args.start is not None and not 0 <= args.start < len(args.saes):
             raise CLIError(

@@ -282,3 +282,47 @@ def test_significance_gate_and_scaled_moves() -> None:
     assert unit.path[0].mse_fit > free.path[0].mse_fit  # the scaled start is refit first
     by_l0 = assemble(saes, fit, eval_activations=ev, l0=unit.path[0].l0 + 1.0, start=0)
     assert by_l0.path[0].mse_fit == pytest.approx(free.path[0].mse_fit)  # L0 budget: scaled
+
+
+def test_review_findings_budget_scales_dtypes_duplicates() -> None:
+    saes = family()
+    x = acts_for(saes, n=800)
+    # max_moves may not leave the result over its budget
+    with pytest.raises(BudgetError, match="max_moves=3 ran out"):
+        assemble(saes, x, width=6, start=2, keep_start=False, pool=[0, 1, 2], max_moves=3)
+    for bad in ({"max_moves": -1}, {"significance": float("nan")}, {"significance": -1.0}):
+        with pytest.raises(BudgetError, match="got"):
+            assemble(saes, x, width=10, **bad)  # type: ignore[arg-type]
+    # latents whose activation never varies cannot enter (no infinite scale in scaled mode)
+    flat = family()
+    with torch.no_grad():
+        flat[1].W_enc[:, :6] = 0.0
+        flat[1].b_enc[:6] = 1.0
+    a = assemble(flat, x, width=12, start=0, scaled=True, significance=0.0)
+    assert all(torch.isfinite(torch.tensor([p.mse_fit for p in a.path])))
+    assert a.path[-1].mse_eval == pytest.approx(a.eval.mse.value, rel=1e-5)
+    assert not {r.index for p in a.path for r in p.added if r.sae == 1} & set(range(6))
+    # half-precision SAEs: products in float32
+    half = [make_sae("standard", w, 16, seed=w, dtype="bfloat16") for w in (8, 16)]
+    built = assemble(half, x.bfloat16(), width=12, start=0)
+    assert built.sae.W_dec.dtype == torch.bfloat16
+    assert refit(half[0], x.bfloat16()).W_dec.dtype == torch.bfloat16
+    # a selection that lists a latent twice is refused
+    from sae_lens_stitch import InvalidIndicesError
+
+    obj = build_objective(saes, x)
+    with pytest.raises(InvalidIndicesError, match="twice"):
+        solve_scales(obj, torch.tensor([1, 2, 1]))
+
+
+def test_pareto_takes_the_family_in_any_order() -> None:
+    from sae_lens_stitch.assembly.pareto import pareto
+
+    saes = family()
+    x = acts_for(saes, n=800)
+    shuffled = [saes[2], saes[0], saes[1]]
+    a = assemble(shuffled, x[:600], eval_activations=x[600:], width=12, start=1)
+    plane = pareto(shuffled, x[:600], x[600:], a)
+    trained = [p.width for p in plane.points if p.kind == "trained" and not p.refit]
+    assert trained == sorted(trained)
+    assert any(p.label.startswith("8 + all novel of 22") for p in plane.points)

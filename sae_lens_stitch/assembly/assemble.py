@@ -198,9 +198,12 @@ class _Search:
         self.fit, self.ev = fit, ev
         self.fit_x = fit_x
         self.z = significance
-        self.in_S = selected_U.clone()
-        self.removable = removable_U.clone()
-        self.candidate = candidate_U & (fit.counts_U > 0)
+        dev = fit.c_U.device
+        self.in_S = selected_U.to(dev).clone()
+        self.removable = removable_U.to(dev).clone()
+        # a latent whose activation does not vary (Q_jj ~ 0) cannot enter: nothing to fit
+        self.q_floor = 1e-12 * max(float(fit.q_diag_U.max()) if fit.n_latents else 0.0, 1e-300)
+        self.candidate = candidate_U.to(dev) & (fit.counts_U > 0) & (fit.q_diag_U > self.q_floor)
         self.width_budget, self.l0_budget = width, l0
         self.scaled = scaled
         self.cost_U = fit.counts_U.double() / fit.n_tokens  # L0 of each latent
@@ -209,10 +212,10 @@ class _Search:
         self.delta_mean_U = ev.mean_a_U - fit.mean_a_U
         self.tol = 1e-10 * max(fit.total_variance, 1e-30)
         idx = self.in_S.nonzero().flatten()
-        self.s_U = torch.zeros(fit.n_latents, dtype=torch.float64)
+        self.s_U = torch.zeros(fit.n_latents, dtype=torch.float64, device=dev)
         self.s_U[idx] = 1.0
         if scaled and idx.numel():
-            self.s_U[idx] = solve_scales(fit, idx)[0].cpu()
+            self.s_U[idx] = solve_scales(fit, idx)[0].to(dev)
         self.refresh()
 
     def refresh(self) -> None:
@@ -252,7 +255,10 @@ class _Search:
     def _entry(self, r: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(entry scale, ΔSSE) of adding latents with residuals r = c - h and diagonals q:
         scale 1, or in scaled mode the best non-negative one, r / q; ΔSSE = s² q - 2 s r."""
-        s = torch.ones_like(r) if not self.scaled else (r / q.clamp_min(1e-300)).clamp_min(0.0)
+        if not self.scaled:
+            s = torch.ones_like(r)
+        else:
+            s = torch.where(q > self.q_floor, r / q.clamp_min(self.q_floor), 0.0).clamp_min(0.0)
         return s, s * (s * q - 2 * r)
 
     def add_gain(self, residual_U: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,37 +305,31 @@ class _Search:
         self.in_S[k] = add
         self.s_U[k] = scale if add else 0.0
 
-    def _token_changes(self, k: int, scale: float, add: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens, change of each one's squared error) when latent k enters with ``scale``
-        (``add``) or leaves with its scale, the bias held: s²a²|w|² ∓ 2 s a w·r_t."""
-        toks, a = self.fit.latent_entries(k)
-        w = self.fit.W_UD[k].double()
-        r_T = self.res_ND[toks] - self.bias_D
-        sa = scale * a
-        if add:
-            return toks, sa * sa * float(w @ w) - 2 * sa * (r_T @ w)
-        return toks, sa * sa * float(w @ w) + 2 * sa * (r_T @ w)
-
-    def significant(self, moves: list[tuple[int, bool]], gain: float) -> bool:
-        """Whether a move's fit gain is at least ``z`` standard errors below 0: the per-token
-        changes summed over the tokens it touches have a spread; a gain smaller than its
-        noise would not hold on other tokens."""
+    def significant(self, moves: list[tuple[int, float]], gain: float) -> bool:
+        """Whether a move's fit gain is at least ``z`` standard errors below 0. ``moves``:
+        (latent, signed scale: + entering, - leaving). The per-token changes of the squared
+        error, |r_t - Δy_t|² - |r_t|² with Δy_t the summed change of the reconstruction (bias
+        held), have a spread; a gain smaller than its noise would not hold on other tokens."""
         if self.z <= 0:
             return True
-        parts = []
-        for k, add in moves:
-            if add:
-                r_k = self.c[k : k + 1] - self.h[k : k + 1]
-                scale = float(self._entry(r_k, self.q_diag[k : k + 1])[0])
-            else:
-                scale = float(self.s_U[k])
-            parts.append(self._token_changes(k, scale, add))
-        toks = torch.cat([t for t, _ in parts])
-        delta = torch.cat([d for _, d in parts])
-        per_token = torch.zeros(self.fit.n_tokens, dtype=torch.float64, device=delta.device)
-        per_token.index_add_(0, toks, delta)
+        entries = [(self.fit.latent_entries(k), k, scale) for k, scale in moves]
+        toks = torch.cat([t for (t, _), _, _ in entries]).unique()
+        delta_y = torch.zeros(toks.numel(), self.fit.d_in, dtype=torch.float64, device=toks.device)
+        for (t, a), k, scale in entries:
+            rows = torch.searchsorted(toks, t)
+            delta_y.index_add_(0, rows, (scale * a)[:, None] * self.fit.W_UD[k].double()[None, :])
+        r_T = self.res_ND[toks] - self.bias_D
+        change = (delta_y * (delta_y - 2 * r_T)).sum(-1)  # |r - Δy|² - |r|²
+        per_token = torch.zeros(self.fit.n_tokens, dtype=torch.float64, device=change.device)
+        per_token[toks] = change
         se = float(per_token.std()) * self.fit.n_tokens**0.5
         return gain < -self.z * se
+
+    def entry_scale(self, k: int, residual_shift: float = 0.0) -> float:
+        """The scale latent k would enter with (its residual c - h raised by ``residual_shift``,
+        e.g. s_i Q_ik when i leaves in the same swap)."""
+        r = self.c[k : k + 1] - self.h[k : k + 1] + residual_shift
+        return float(self._entry(r, self.q_diag[k : k + 1])[0])
 
     def mse_eval(self) -> float:
         return (self.ev_sse + self.ev.n_tokens * float(self.gap_D.pow(2).sum())) / self.ev.n_tokens
@@ -358,7 +358,7 @@ class _Search:
             k = int(gain.argmin())
             if not float(gain[k]) < -self.tol:
                 return None
-            if self.significant([(k, False)], float(gain[k])):
+            if self.significant([(k, -float(self.s_U[k]))], float(gain[k])):
                 return k
             self.removable[k] = False
 
@@ -378,7 +378,7 @@ class _Search:
         score = torch.where(feasible, self._score(gain), torch.inf)
         while bool(feasible.any()):
             k = int(score.argmin())
-            if self.significant([(k, True)], float(gain[k])):
+            if self.significant([(k, self.entry_scale(k))], float(gain[k])):
                 return k
             self.candidate[k] = False
             feasible[k] = False
@@ -394,7 +394,7 @@ class _Search:
         order = torch.where(removable, rem_gain, torch.inf).argsort()
         n_rem = min(n_candidates, int(removable.sum()))
         outside = self.candidate & ~self.in_S
-        best: tuple[float, int, int] | None = None
+        best: tuple[float, int, int, float] | None = None
         chosen = order[:n_rem].tolist()
         for i, col_i in zip(chosen, self.fit.columns(chosen), strict=True):
             swap_gain = self.add_gain(residual + float(self.s_U[i]) * col_i) + float(rem_gain[i])
@@ -405,10 +405,12 @@ class _Search:
             j = int(masked.argmin())
             value = float(masked[j])
             if value < -self.tol and (best is None or value < best[0]):
-                best = (value, i, j)
-        if best is None or not self.significant([(best[1], False), (best[2], True)], best[0]):
+                best = (value, i, j, float(self.s_U[i]) * float(col_i[j]))
+        if best is None:
             return None
-        return best[1], best[2]
+        value, i, j, shift = best
+        moves = [(i, -float(self.s_U[i])), (j, self.entry_scale(j, shift))]
+        return (i, j) if self.significant(moves, value) else None
 
 
 def _check_budgets(
@@ -491,6 +493,14 @@ def assemble(
     t0 = time.perf_counter()
     check_family(saes)
     pool_k = _check_pool(pool, start, len(saes))
+    if max_moves is not None and (
+        isinstance(max_moves, bool) or not isinstance(max_moves, int) or max_moves < 0
+    ):
+        raise BudgetError(f"max_moves must be None or a non-negative integer; got {max_moves!r}")
+    if isinstance(significance, bool) or not (
+        isinstance(significance, int | float) and 0 <= significance < float("inf")
+    ):
+        raise BudgetError(f"significance must be a finite number >= 0; got {significance!r}")
     if not isinstance(swap_candidates, int) or swap_candidates < 0:
         raise BudgetError(
             f"swap_candidates must be a non-negative integer; got {swap_candidates!r}"
@@ -518,13 +528,14 @@ def assemble(
 
     t0 = time.perf_counter()
     n = fit.n_latents
-    selected = torch.zeros(n, dtype=torch.bool)
+    dev = fit.c_U.device
+    selected = torch.zeros(n, dtype=torch.bool, device=dev)
     if start is not None:
-        selected[fit.union_indices(start)] = True
-    removable = ~selected if keep_start else torch.ones(n, dtype=torch.bool)
-    candidate = torch.zeros(n, dtype=torch.bool)
+        selected[fit.union_indices(start).to(dev)] = True
+    removable = ~selected if keep_start else torch.ones(n, dtype=torch.bool, device=dev)
+    candidate = torch.zeros(n, dtype=torch.bool, device=dev)
     for k in pool_k:
-        candidate[fit.union_indices(k)] = True
+        candidate[fit.union_indices(k).to(dev)] = True
     start_l0 = float(fit.counts_U[selected].double().sum()) / fit.n_tokens
     _check_budgets(width, l0, start_width, start_l0, keep_start)
     search = _Search(
@@ -596,16 +607,22 @@ def assemble(
         record("swap", [j], [i])
     else:
         stopped = "max_moves"
+    if search.over_budget():
+        raise BudgetError(
+            f"max_moves={max_moves} ran out before the start SAE was cut down to the budget "
+            f"(width {width}, L0 {l0}): it is at width {search.width}, L0 {search.l0:.4g}"
+        )
     times["selection"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     union_S = search.in_S.nonzero().flatten()
     solve: ScaleSolve | None = None
-    scales_S = torch.ones(union_S.numel(), dtype=torch.float64)
+    scales_S = torch.ones(union_S.numel(), dtype=torch.float64, device=union_S.device)
     n_dropped = 0
     if refit and union_S.numel():
         scales_S, solve = solve_scales(fit, union_S)
-        keep = (scales_S > 0) | ~removable[union_S]  # a kept start latent stays, even at 0
+        kept = ~removable.to(scales_S.device)[union_S.to(scales_S.device)]
+        keep = (scales_S > 0) | kept  # a kept start latent stays, even at scale 0
         n_dropped = int((~keep).sum())
         union_S, scales_S = union_S[keep], scales_S[keep]
     if union_S.numel() == 0:
@@ -616,7 +633,7 @@ def assemble(
     if refit:
         mse_fit = fit.sse(union_S, scales_S) / fit.n_tokens
         mse_eval = ev.sse_with_bias(union_S, scales_S, bias_D) / ev.n_tokens
-        in_final = torch.zeros(n, dtype=torch.bool)
+        in_final = torch.zeros(n, dtype=torch.bool, device=dev)
         in_final[union_S] = True
         path.append(
             PathStep(

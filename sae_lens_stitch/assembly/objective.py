@@ -35,7 +35,11 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch.effects import check_linear_decode
-from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidActivationsError
+from sae_lens_stitch.errors import (
+    IncompatibleSAEsError,
+    InvalidActivationsError,
+    InvalidIndicesError,
+)
 from sae_lens_stitch.evaluation import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
@@ -275,6 +279,8 @@ class Objective:
         dev = self.W_UD.device
         idx = union_S.to(dev).long()
         n_s = int(idx.numel())
+        if int(idx.unique().numel()) != n_s:
+            raise InvalidIndicesError(f"latents listed twice in a selection of {n_s}")
         pos_U = torch.full((self.n_latents,), -1, dtype=torch.long, device=dev)
         pos_U[idx] = torch.arange(n_s, device=dev)
         crow, col, vals = (
@@ -372,7 +378,7 @@ def _rowwise_dot(a_RD: torch.Tensor, b_RD: torch.Tensor) -> torch.Tensor:
 
 
 def _ones_like(union_S: torch.Tensor) -> torch.Tensor:
-    return torch.ones(union_S.numel(), dtype=torch.float64)
+    return torch.ones(union_S.numel(), dtype=torch.float64, device=union_S.device)
 
 
 def _spmm(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
@@ -456,7 +462,8 @@ def build_objective(
     for sae in saes:
         offsets.append(offsets[-1] + sae.cfg.d_sae)
     n = offsets[-1]
-    W_UD = torch.cat([sae.W_dec.detach().to(dev) for sae in saes])
+    work = torch.float64 if first.W_dec.dtype == torch.float64 else torch.float32
+    W_UD = torch.cat([sae.W_dec.detach().to(dev, work) for sae in saes])
     axw_U = torch.zeros(n, dtype=torch.float64, device=dev)  # Σ_t a_i(t) x_t · w_i
     sum_a = torch.zeros(n, dtype=torch.float64, device=dev)
     sum_a2 = torch.zeros(n, dtype=torch.float64, device=dev)
@@ -490,7 +497,9 @@ def build_objective(
                 torch.zeros_like(v),
                 (x_ND.shape[0], sae.cfg.d_sae),
             )
-            dots = torch.sparse.sampled_addmm(pattern, x_ND, sae.W_dec.detach().T).values()
+            dots = torch.sparse.sampled_addmm(  # float32 at least: no half kernel on the CPU
+                pattern.to(work), x_ND.to(work), W_UD[offsets[k] : offsets[k + 1]].T
+            ).values()
             axw_U.index_add_(0, u, (dots * v).double())
             sum_a.index_add_(0, u, v.double())
             sum_a2.index_add_(0, u, v.double().pow(2))

@@ -98,10 +98,12 @@ def pareto(
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
 ) -> Pareto:
-    """Measure the trained SAEs of the family (smallest first), their refits, the smallest
-    with every novel latent of the largest stitched in (and refit), Frankenstein's SAE (and
-    refit), the seed-order swap curve from ``saes[swap_pair[0]]`` to ``saes[swap_pair[1]]``
-    (families in order, then novel latents), and ``assembly``'s path and result."""
+    """Measure the trained SAEs of the family, their refits, the smallest with every novel
+    latent of the largest stitched in (and refit), Frankenstein's SAE (and refit), the
+    seed-order swap curve from the ``swap_pair[0]``-th to the ``swap_pair[1]``-th smallest SAE
+    (families in order, then novel latents), and ``assembly``'s path and result. ``saes`` may
+    come in any order: they are taken smallest first."""
+    saes = sorted(saes, key=lambda s: s.cfg.d_sae)
     from sae_lens_stitch.curves import swap_curve
     from sae_lens_stitch.surgery import frankenstein, stitch
 
