@@ -313,13 +313,23 @@ class _Search:
         if self.z <= 0:
             return True
         entries = [(self.fit.latent_entries(k), k, scale) for k, scale in moves]
-        toks = torch.cat([t for (t, _), _, _ in entries]).unique()
-        delta_y = torch.zeros(toks.numel(), self.fit.d_in, dtype=torch.float64, device=toks.device)
-        for (t, a), k, scale in entries:
-            rows = torch.searchsorted(toks, t)
-            delta_y.index_add_(0, rows, (scale * a)[:, None] * self.fit.W_UD[k].double()[None, :])
-        r_T = self.res_ND[toks] - self.bias_D
-        change = (delta_y * (delta_y - 2 * r_T)).sum(-1)  # |r - Δy|² - |r|²
+        if len(entries) == 1:  # one latent: Δy_t = s a_t w, so the change is s a (s a |w|² - 2 r·w)
+            (toks, a), k, scale = entries[0]
+            w = self.fit.W_UD[k].double()
+            sa = scale * a
+            change = sa * (sa * float(w @ w) - 2 * ((self.res_ND[toks] - self.bias_D) @ w))
+        else:
+            toks = torch.cat([t for (t, _), _, _ in entries]).unique()
+            delta_y = torch.zeros(
+                toks.numel(), self.fit.d_in, dtype=torch.float64, device=toks.device
+            )
+            for (t, a), k, scale in entries:
+                rows = torch.searchsorted(toks, t)
+                delta_y.index_add_(
+                    0, rows, (scale * a)[:, None] * self.fit.W_UD[k].double()[None, :]
+                )
+            r_T = self.res_ND[toks] - self.bias_D
+            change = (delta_y * (delta_y - 2 * r_T)).sum(-1)  # |r - Δy|² - |r|²
         per_token = torch.zeros(self.fit.n_tokens, dtype=torch.float64, device=change.device)
         per_token[toks] = change
         se = float(per_token.std()) * self.fit.n_tokens**0.5
