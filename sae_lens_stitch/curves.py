@@ -397,6 +397,55 @@ def insertion_curve(
     )
 
 
+def _family_positions(fams: Sequence[FeatureFamily]) -> tuple[list[range], list[range]]:
+    """Positions of each family's small and large members in the concatenated index lists."""
+    s_pos, l_pos, s0, l0 = [], [], 0, 0
+    for f in fams:
+        s_pos.append(range(s0, s0 + len(f.small_indices)))
+        l_pos.append(range(l0, l0 + len(f.large_indices)))
+        s0 += len(f.small_indices)
+        l0 += len(f.large_indices)
+    return s_pos, l_pos
+
+
+def _swap_family(
+    state: _Residual,
+    removed: SparseLatents,
+    inserted: SparseLatents,
+    s_pos: range,
+    l_pos: range,
+) -> None:
+    """Apply one family swap: its small members out, its large members in."""
+    for p in s_pos:
+        state.apply(removed, p, -1)
+    for p in l_pos:
+        state.apply(inserted, p, +1)
+
+
+def _family_effects(
+    state: _Residual,
+    removed: SparseLatents,
+    inserted: SparseLatents,
+    s_pos: list[range],
+    l_pos: list[range],
+) -> torch.Tensor:
+    """ΔSSE of swapping each family alone into the current state (which is restored)."""
+    effects = torch.zeros(len(s_pos), dtype=torch.float64)
+    with _one_thread():
+        for k in range(len(s_pos)):
+            before = state.sse
+            touched = torch.cat(
+                [removed.of(p)[0] for p in s_pos[k]] + [inserted.of(p)[0] for p in l_pos[k]]
+            ).unique()
+            saved = state.R_ND[touched].clone()
+            active, d_sae = state.active, state.d_sae
+            _swap_family(state, removed, inserted, s_pos[k], l_pos[k])
+            effects[k] = state.sse - before
+            state.R_ND[touched] = saved
+            state.sse, state.active, state.d_sae = before, active, d_sae
+    return effects
+
+
 def _monotone(points: Sequence[CurvePoint]) -> tuple[bool, int]:
     tol = 1e-6 * max((p.mse for p in points), default=0.0) + 1e-12
     n_up = sum(b.mse > a.mse + tol for a, b in itertools.pairwise(points))
@@ -465,32 +514,10 @@ def swap_curve(
     )
     removed = state.removed
     assert removed is not None
-    # positions of each family's members in small_idx / large_idx
-    s_pos, l_pos, s0, l0 = [], [], 0, 0
-    for f in fams:
-        s_pos.append(range(s0, s0 + len(f.small_indices)))
-        l_pos.append(range(l0, l0 + len(f.large_indices)))
-        s0 += len(f.small_indices)
-        l0 += len(f.large_indices)
-
-    family_effects = None
-    if order == "effect":
-        family_effects = torch.zeros(len(fams), dtype=torch.float64)
-        with _one_thread():
-            for k in range(len(fams)):
-                before = state.sse
-                touched = torch.cat(
-                    [removed.of(p)[0] for p in s_pos[k]] + [inserted.of(p)[0] for p in l_pos[k]]
-                ).unique()
-                saved = state.R_ND[touched].clone()
-                active, d_sae = state.active, state.d_sae
-                for p in s_pos[k]:
-                    state.apply(removed, p, -1)
-                for p in l_pos[k]:
-                    state.apply(inserted, p, +1)
-                family_effects[k] = state.sse - before
-                state.R_ND[touched] = saved
-                state.sse, state.active, state.d_sae = before, active, d_sae
+    s_pos, l_pos = _family_positions(fams)
+    family_effects = (
+        _family_effects(state, removed, inserted, s_pos, l_pos) if order == "effect" else None
+    )
     perm, order_desc = _order(order, len(fams), family_effects)
     if order_desc.startswith("effect"):
         order_desc = "effect (closed-form ΔMSE of swapping the family alone, ascending)"
@@ -506,10 +533,7 @@ def swap_curve(
         if novel_first:
             insert_novel()
         for k in track(perm, total=len(perm), description="swap curve", show=show_progress):
-            for p in s_pos[k]:
-                state.apply(removed, p, -1)
-            for p in l_pos[k]:
-                state.apply(inserted, p, +1)
+            _swap_family(state, removed, inserted, s_pos[k], l_pos[k])
             f = fams[k]
             points.append(
                 state.point(len(points), f"swap {k}: -S{f.small_indices} +L{f.large_indices}")
