@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sae_lens_stitch._atomic import atomic_path, atomic_write_text
+from sae_lens_stitch._atomic import atomic_write_text
 
 PROG = "sae-stitch"
 EXIT_ERROR = 1
@@ -183,163 +183,12 @@ def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
 
 
 def _activations(args: argparse.Namespace, sae: Any) -> Any:
+    from sae_lens_stitch.activations import read_activations
+
     """The --activations file for ``sae``'s d_in, or None when not given."""
     if not getattr(args, "activations", None):
         return None
     return read_activations(args.activations, sae.cfg.d_in)
-
-
-def read_activations(path_text: str, d_in: int) -> Any:
-    """Activations [..., d_in] from a .pt / .pth / .safetensors file (a tensor, or a dict with
-    one tensor or with key "activations"), flattened to [N, d_in] float32."""
-    return fit_activations(read_activation_file(path_text), path_text, d_in)
-
-
-def fit_activations(data: Any, path_text: str, d_in: int) -> Any:
-    """``data`` [..., d_in] as [N, d_in] float32; a wrong last dimension is an error."""
-    if data.ndim < 1 or data.shape[-1] != d_in:
-        raise CLIError(
-            f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
-        )
-    return data.reshape(-1, d_in).float()
-
-
-def _torch_load_tensors(path: Path, path_text: str) -> Any:
-    """``torch.load`` with weights only, its failures said in words."""
-    import zipfile
-
-    import torch
-
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    # torch.save writes a zip archive (legacy files: a pickle, protocol 2+)
-    looks_like_torch = head == b"PK\x03\x04" or head[:1] == b"\x80" or zipfile.is_zipfile(path)
-    if not looks_like_torch:
-        raise CLIError(
-            f"cannot read activations file {path_text!r}: not a PyTorch file "
-            "(torch.save writes a zip archive; this is neither that nor a pickle)"
-        )
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
-            raise CLIError(
-                f"cannot read activations file {path_text!r}: it holds objects other than "
-                "tensors (save a tensor, or a dict of tensors, with torch.save)"
-            ) from None
-        raise CLIError(
-            f"cannot read activations file {path_text!r}: a corrupt or truncated PyTorch file"
-        ) from None
-
-
-def read_activation_file(path_text: str) -> Any:
-    """The activations tensor in a .pt / .pth / .safetensors file, checked to be finite (read
-    before any SAE is loaded, so a bad file fails at once)."""
-    import torch
-
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise CLIError(f"activations file {path_text!r} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            data: Any = load_file(str(path))
-        except Exception:
-            raise CLIError(
-                f"cannot read activations file {path_text!r}: not a valid safetensors file "
-                "(corrupt, truncated or another format)"
-            ) from None
-    elif path.suffix in (".pt", ".pth"):
-        data = _torch_load_tensors(path, path_text)
-    elif path.suffix == ".npy":
-        import numpy as np
-
-        try:
-            array = np.load(str(path), allow_pickle=False)
-        except Exception:
-            raise CLIError(
-                f"cannot read activations file {path_text!r}: not a valid .npy array of numbers "
-                "(corrupt, truncated, or holding Python objects)"
-            ) from None
-        if array.dtype.kind not in "fiu":
-            raise CLIError(
-                f"activations file {path_text!r} holds {array.dtype} values; expected real numbers"
-            )
-        data = torch.from_numpy(np.ascontiguousarray(array))
-    else:
-        raise CLIError(
-            f"activations file {path_text!r}: expected a .pt, .pth, .safetensors or .npy file"
-        )
-    if isinstance(data, dict):
-        tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-        if "activations" in tensors:
-            data = tensors["activations"]
-        elif len(tensors) == 1:
-            data = next(iter(tensors.values()))
-        else:
-            raise CLIError(
-                f"activations file {path_text!r} holds {sorted(tensors)}; "
-                "name the tensor 'activations'"
-            )
-    if not isinstance(data, torch.Tensor):
-        raise CLIError(
-            f"activations file {path_text!r} does not hold a tensor (found {type(data).__name__})"
-        )
-    n_bad = int((~torch.isfinite(data)).sum())
-    if n_bad:
-        raise CLIError(
-            f"activations in {path_text!r} hold {n_bad} non-finite value(s) (NaN or inf) "
-            f"of {data.numel()}"
-        )
-    return data
-
-
-def _hist(values: Any, bins: int = 20) -> dict[str, list[float] | list[int]]:
-    import torch
-
-    edges = torch.linspace(-1.0, 1.0, 2 * bins + 1)
-    counts = torch.histc(values.float().cpu().clamp(-1, 1), bins=2 * bins, min=-1.0, max=1.0)
-    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
-
-
-def _stats(values: Any, threshold: float) -> dict[str, float]:
-    import torch
-
-    v = values.float().cpu()  # quantile's q lives on the CPU
-    q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
-    return {
-        "mean": float(v.mean()),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "q10": float(q[0]),
-        "q25": float(q[1]),
-        "median": float(q[2]),
-        "q75": float(q[3]),
-        "q90": float(q[4]),
-        "fraction_at_or_above_threshold": float((v >= threshold).float().mean()),
-    }
-
-
-def _plot_histogram(
-    path: Path, forward: Any, backward: Any, threshold: float, titles: tuple[str, str]
-) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    bins = [i / 40 for i in range(-40, 41)]
-    ax.hist(forward.float().numpy(), bins=bins, alpha=0.6, label=titles[0])
-    ax.hist(backward.float().numpy(), bins=bins, alpha=0.6, label=titles[1])
-    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold}")
-    ax.set_xlabel("max cosine similarity of decoder rows")
-    ax.set_ylabel("latents")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -349,7 +198,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, default="runs/compare")
     small, large = load_all(args, [args.small, args.large])
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.match import match_features
+    from sae_lens_stitch.match import match_features, similarity_histogram, similarity_stats
+    from sae_lens_stitch.plots import plot_match_histogram
     from sae_lens_stitch.provenance import describe_sae
 
     check_compatible(small, large, names=("small", "large"))
@@ -362,13 +212,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "d_sae_large": large.cfg.d_sae,
         "weights": args.weights,
         "threshold": args.threshold,
-        "large_to_small": _stats(fwd.best_values, args.threshold),
-        "small_to_large": _stats(bwd.best_values, args.threshold),
-        "histogram_large_to_small": _hist(fwd.best_values),
-        "histogram_small_to_large": _hist(bwd.best_values),
+        "large_to_small": similarity_stats(fwd.best_values, args.threshold),
+        "small_to_large": similarity_stats(bwd.best_values, args.threshold),
+        "histogram_large_to_small": similarity_histogram(fwd.best_values),
+        "histogram_small_to_large": similarity_histogram(bwd.best_values),
     }
     write_json(out / "compare.json", payload)
-    _plot_histogram(
+    plot_match_histogram(
         out / "compare_histogram.png",
         fwd.best_values.cpu(),
         bwd.best_values.cpu(),
@@ -582,6 +432,8 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
+    from sae_lens_stitch.activations import fit_activations, read_activation_file
+
     out = prepare_out(args.out, create=False)
     if (out / "sae").exists() and not args.overwrite:
         raise CLIError(f"{str(out / 'sae')!r} already exists; pass --overwrite to replace it")
@@ -641,6 +493,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
+    from sae_lens_stitch.activations import fit_activations, read_activation_file
+
     folder = prepare_sae_out(args.out, args.overwrite)
     raw = read_activation_file(args.activations)
     raw_eval = read_activation_file(args.eval_activations) if args.eval_activations else None
@@ -685,6 +539,8 @@ def _synthetic_activations(n_tokens: int, seed: int) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sae_lens_stitch.activations import fit_activations, read_activation_file
+
     if not args.activations and not args.synthetic:
         raise CLIError(
             "evaluate needs activations: --activations FILE (.pt/.safetensors) or --synthetic "

@@ -217,3 +217,30 @@ def similar_pairs(
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty, torch.zeros(0)
     return torch.cat(src_parts), torch.cat(tgt_parts), torch.cat(cos_parts)
+
+
+def similarity_histogram(
+    values_L: torch.Tensor, bins: int = 20
+) -> dict[str, list[float] | list[int]]:
+    """Histogram of cosine similarities on [-1, 1] in ``2 * bins`` equal bins (stable JSON)."""
+    edges = torch.linspace(-1.0, 1.0, 2 * bins + 1)
+    counts = torch.histc(values_L.float().cpu().clamp(-1, 1), bins=2 * bins, min=-1.0, max=1.0)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def similarity_stats(values_L: torch.Tensor, threshold: float) -> dict[str, float]:
+    """Mean, min, max, quantiles of best-match similarities and the share at or above
+    ``threshold`` (stable JSON)."""
+    v = values_L.float().cpu()  # quantile's q lives on the CPU
+    q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
+    return {
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "q10": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "q90": float(q[4]),
+        "fraction_at_or_above_threshold": float((v >= threshold).float().mean()),
+    }

@@ -323,3 +323,26 @@ def plot_pareto(
         f"FVU on {result.n_eval_tokens} evaluation tokens against width and L0; hollow markers "
         f"are refits fitted on {result.n_fit_tokens} other tokens.",
     )
+
+
+def plot_match_histogram(
+    path: str | os.PathLike[str],
+    forward: torch.Tensor,
+    backward: torch.Tensor,
+    threshold: float,
+    titles: tuple[str, str],
+) -> None:
+    """Overlaid histograms of max cosines in both directions, threshold marked, as one PNG."""
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    bins = [i / 40 for i in range(-40, 41)]
+    ax.hist(forward.float().cpu().numpy(), bins=bins, alpha=0.6, label=titles[0])
+    ax.hist(backward.float().cpu().numpy(), bins=bins, alpha=0.6, label=titles[1])
+    ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold}")
+    ax.set_xlabel("max cosine similarity of decoder rows")
+    ax.set_ylabel("latents")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=120)
