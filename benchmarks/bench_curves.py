@@ -22,7 +22,7 @@ QUICK = (128, 2, 128, 64, 1024, 2)
 
 def run(*, quick: bool, repeat: int) -> list[Row]:
     from sae_lens_stitch import FeatureFamily, swap
-    from sae_lens_stitch.curves import swap_curve
+    from sae_lens_stitch.evaluation.curves import swap_curve
 
     n_small, children, n_novel, d_in, n_tok, n_points = QUICK if quick else FULL
     small, large, planted = related_pair(n_small, d_in, children=children, n_novel=n_novel, seed=5)

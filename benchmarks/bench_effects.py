@@ -34,7 +34,7 @@ def forward_sse(sae: SAE[Any], x_ND: torch.Tensor) -> float:
 
 def run(*, quick: bool, repeat: int) -> list[Row]:
     from sae_lens_stitch import stitch
-    from sae_lens_stitch.effects import insert_effects
+    from sae_lens_stitch.analysis.effects import insert_effects
 
     n_base, n_donor, d_in, n_tok, n_brute = QUICK if quick else FULL
     base, donor, _ = related_pair(n_base, d_in, children=1, n_novel=n_donor - n_base, seed=3)

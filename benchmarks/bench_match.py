@@ -64,7 +64,7 @@ def chunked_max(src_SD: torch.Tensor, tgt_TD: torch.Tensor, chunk: int = CHUNK) 
 def run_case(label: str, n_s: int, n_t: int, d: int, repeat: int) -> tuple[list[Row], float, float]:
     """Rows for one shape, and the floor's flop rates (per CPU second and per wall second)
     for extrapolation."""
-    from sae_lens_stitch.match import match_features
+    from sae_lens_stitch.analysis.match import match_features
 
     src_SD, tgt_TD = random_rows(n_s, d, 0), random_rows(n_t, d, 1)
     source, target = sae_from_decoder(src_SD), sae_from_decoder(tgt_TD)
@@ -108,7 +108,7 @@ def run_large(
 ) -> list[Row]:
     """match_features once at full size; the floor is extrapolated from the flop rate of the
     matmul measured at the smaller shape of the same d_in."""
-    from sae_lens_stitch.match import match_features
+    from sae_lens_stitch.analysis.match import match_features
 
     source = sae_from_decoder(random_rows(n_s, d, 0))
     target = sae_from_decoder(random_rows(n_t, d, 1))

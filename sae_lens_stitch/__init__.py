@@ -22,6 +22,42 @@ from typing import TYPE_CHECKING, Any
 from sae_lens_stitch._version import __version__ as __version__
 
 if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and read by _read_exports
+    from sae_lens_stitch.analysis.classify import (
+        ClassificationSummary as ClassificationSummary,
+    )
+    from sae_lens_stitch.analysis.classify import (
+        FeatureCategory as FeatureCategory,
+    )
+    from sae_lens_stitch.analysis.classify import (
+        FeatureClassification as FeatureClassification,
+    )
+    from sae_lens_stitch.analysis.classify import (
+        classify_features as classify_features,
+    )
+    from sae_lens_stitch.analysis.effects import (
+        InsertEffects as InsertEffects,
+    )
+    from sae_lens_stitch.analysis.effects import (
+        InsertEffectsSummary as InsertEffectsSummary,
+    )
+    from sae_lens_stitch.analysis.effects import (
+        ProxyAgreement as ProxyAgreement,
+    )
+    from sae_lens_stitch.analysis.effects import (
+        insert_effects as insert_effects,
+    )
+    from sae_lens_stitch.analysis.families import (
+        FeatureFamily as FeatureFamily,
+    )
+    from sae_lens_stitch.analysis.families import (
+        feature_families as feature_families,
+    )
+    from sae_lens_stitch.analysis.match import (
+        FeatureMatches as FeatureMatches,
+    )
+    from sae_lens_stitch.analysis.match import (
+        match_features as match_features,
+    )
     from sae_lens_stitch.assembly.assemble import (
         Assembly as Assembly,
     )
@@ -40,51 +76,6 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.checks import (
         check_indices as check_indices,
-    )
-    from sae_lens_stitch.classify import (
-        ClassificationSummary as ClassificationSummary,
-    )
-    from sae_lens_stitch.classify import (
-        FeatureCategory as FeatureCategory,
-    )
-    from sae_lens_stitch.classify import (
-        FeatureClassification as FeatureClassification,
-    )
-    from sae_lens_stitch.classify import (
-        classify_features as classify_features,
-    )
-    from sae_lens_stitch.curves import (
-        Curve as Curve,
-    )
-    from sae_lens_stitch.curves import (
-        CurvePoint as CurvePoint,
-    )
-    from sae_lens_stitch.curves import (
-        FrankensteinPlane as FrankensteinPlane,
-    )
-    from sae_lens_stitch.curves import (
-        PlanePoint as PlanePoint,
-    )
-    from sae_lens_stitch.curves import (
-        frankenstein_plane as frankenstein_plane,
-    )
-    from sae_lens_stitch.curves import (
-        insertion_curve as insertion_curve,
-    )
-    from sae_lens_stitch.curves import (
-        swap_curve as swap_curve,
-    )
-    from sae_lens_stitch.effects import (
-        InsertEffects as InsertEffects,
-    )
-    from sae_lens_stitch.effects import (
-        InsertEffectsSummary as InsertEffectsSummary,
-    )
-    from sae_lens_stitch.effects import (
-        ProxyAgreement as ProxyAgreement,
-    )
-    from sae_lens_stitch.effects import (
-        insert_effects as insert_effects,
     )
     from sae_lens_stitch.errors import (
         BudgetError as BudgetError,
@@ -134,40 +125,54 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.errors import (
         UnsupportedSAEError as UnsupportedSAEError,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.curves import (
+        Curve as Curve,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        CurvePoint as CurvePoint,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        FrankensteinPlane as FrankensteinPlane,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        PlanePoint as PlanePoint,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        frankenstein_plane as frankenstein_plane,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        insertion_curve as insertion_curve,
+    )
+    from sae_lens_stitch.evaluation.curves import (
+        swap_curve as swap_curve,
+    )
+    from sae_lens_stitch.evaluation.metrics import (
         Metric as Metric,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         Metrics as Metrics,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         ModelMetrics as ModelMetrics,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         dead_latents as dead_latents,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         evaluate as evaluate,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         evaluate_with_model as evaluate_with_model,
     )
-    from sae_lens_stitch.evaluation import (
+    from sae_lens_stitch.evaluation.metrics import (
         firing_counts as firing_counts,
     )
-    from sae_lens_stitch.families import (
-        FeatureFamily as FeatureFamily,
-    )
-    from sae_lens_stitch.families import (
-        feature_families as feature_families,
-    )
-    from sae_lens_stitch.load import load_sae as load_sae
-    from sae_lens_stitch.match import (
-        FeatureMatches as FeatureMatches,
-    )
-    from sae_lens_stitch.match import (
-        match_features as match_features,
-    )
+    from sae_lens_stitch.io.load import load_sae as load_sae
+    from sae_lens_stitch.io.publish import PushResult as PushResult
+    from sae_lens_stitch.io.publish import push_to_hub as push_to_hub
+    from sae_lens_stitch.io.save import save_sae as save_sae
+    from sae_lens_stitch.io.sources import SAESource as SAESource
+    from sae_lens_stitch.io.sources import parse_source as parse_source
     from sae_lens_stitch.provenance import (
         LatentOrigin as LatentOrigin,
     )
@@ -183,8 +188,6 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.provenance import (
         get_provenance as get_provenance,
     )
-    from sae_lens_stitch.publish import PushResult as PushResult
-    from sae_lens_stitch.publish import push_to_hub as push_to_hub
     from sae_lens_stitch.registry import (
         ArchitectureRule as ArchitectureRule,
     )
@@ -194,28 +197,25 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.registry import (
         registered_architectures as registered_architectures,
     )
-    from sae_lens_stitch.report import (
+    from sae_lens_stitch.report.document import (
         PlotFiles as PlotFiles,
     )
-    from sae_lens_stitch.report import (
+    from sae_lens_stitch.report.document import (
         StitchReport as StitchReport,
     )
-    from sae_lens_stitch.report import (
+    from sae_lens_stitch.report.document import (
         write_report as write_report,
     )
-    from sae_lens_stitch.save import save_sae as save_sae
-    from sae_lens_stitch.sources import SAESource as SAESource
-    from sae_lens_stitch.sources import parse_source as parse_source
-    from sae_lens_stitch.surgery import (
+    from sae_lens_stitch.surgery.operations import (
         frankenstein as frankenstein,
     )
-    from sae_lens_stitch.surgery import (
+    from sae_lens_stitch.surgery.operations import (
         remove_features as remove_features,
     )
-    from sae_lens_stitch.surgery import (
+    from sae_lens_stitch.surgery.operations import (
         stitch as stitch,
     )
-    from sae_lens_stitch.surgery import (
+    from sae_lens_stitch.surgery.operations import (
         swap as swap,
     )
 

@@ -93,7 +93,7 @@ def parse_indices(text: str) -> list[int]:
 
 def check_source(text: str) -> None:
     """Validate a source string's form without loading anything (light import)."""
-    from sae_lens_stitch.sources import parse_source
+    from sae_lens_stitch.io.sources import parse_source
 
     src = parse_source(text)
     if src.kind == "local" and not Path(str(src.path)).is_dir():
@@ -173,7 +173,7 @@ def check_device(text: str) -> None:
 
 
 def load(args: argparse.Namespace, source: str) -> Any:
-    from sae_lens_stitch.load import load_sae
+    from sae_lens_stitch.io.load import load_sae
 
     return load_sae(source, revision=None, device=args.device)
 
@@ -183,7 +183,7 @@ def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
 
 
 def _activations(args: argparse.Namespace, sae: Any) -> Any:
-    from sae_lens_stitch.activations import read_activations
+    from sae_lens_stitch.evaluation.activations import read_activations
 
     """The --activations file for ``sae``'s d_in, or None when not given."""
     if not getattr(args, "activations", None):
@@ -197,10 +197,14 @@ def _activations(args: argparse.Namespace, sae: Any) -> Any:
 def cmd_compare(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, default="runs/compare")
     small, large = load_all(args, [args.small, args.large])
+    from sae_lens_stitch.analysis.match import (
+        match_features,
+        similarity_histogram,
+        similarity_stats,
+    )
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.match import match_features, similarity_histogram, similarity_stats
-    from sae_lens_stitch.plots import plot_match_histogram
     from sae_lens_stitch.provenance import describe_sae
+    from sae_lens_stitch.report.plots import plot_match_histogram
 
     check_compatible(small, large, names=("small", "large"))
     fwd = match_features(large, small, weights=args.weights)
@@ -244,7 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, default="runs/classify")
     small, large = load_all(args, [args.small, args.large])
-    from sae_lens_stitch.classify import classify_features
+    from sae_lens_stitch.analysis.classify import classify_features
 
     cls = classify_features(
         small,
@@ -290,7 +294,7 @@ def cmd_families(args: argparse.Namespace) -> int:
     small, large = load_all(args, [args.small, args.large])
     from collections import Counter
 
-    from sae_lens_stitch.families import feature_families
+    from sae_lens_stitch.analysis.families import feature_families
 
     fams = feature_families(small, large, threshold=args.threshold, weights=args.weights)
     kinds = Counter(f.kind for f in fams)
@@ -317,8 +321,8 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def _save(sae: Any, folder: Path, overwrite: bool) -> Path:
-    from sae_lens_stitch.model_card import loadable_by_plain_sae_lens
-    from sae_lens_stitch.save import save_sae
+    from sae_lens_stitch.io.model_card import loadable_by_plain_sae_lens
+    from sae_lens_stitch.io.save import save_sae
 
     saved = save_sae(sae, folder, overwrite=overwrite)
     if not loadable_by_plain_sae_lens(sae):
@@ -347,7 +351,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
     indices = parse_indices(args.indices) if args.indices is not None else None
     base, donor = load_all(args, [args.base, args.donor])
-    from sae_lens_stitch.surgery import stitch
+    from sae_lens_stitch.surgery.operations import stitch
 
     new = stitch(
         base, donor, indices, threshold=args.threshold, activations=_activations(args, donor)
@@ -377,8 +381,8 @@ def cmd_swap(args: argparse.Namespace) -> int:
         if dups:
             raise CLIError(f"--families lists family number(s) {dups} more than once")
     base, donor = load_all(args, [args.base, args.donor])
-    from sae_lens_stitch.families import feature_families
-    from sae_lens_stitch.surgery import swap
+    from sae_lens_stitch.analysis.families import feature_families
+    from sae_lens_stitch.surgery.operations import swap
 
     families = None
     if chosen is not None or args.weights != "decoder":
@@ -413,7 +417,7 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
     saes = load_all(args, args.saes)
     saes.sort(key=lambda s: s.cfg.d_sae)
-    from sae_lens_stitch.surgery import frankenstein
+    from sae_lens_stitch.surgery.operations import frankenstein
 
     new = frankenstein(saes, threshold=args.threshold, activations=_activations(args, saes[0]))
     saved = _save(new, folder, args.overwrite)
@@ -432,7 +436,7 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
-    from sae_lens_stitch.activations import fit_activations, read_activation_file
+    from sae_lens_stitch.evaluation.activations import fit_activations, read_activation_file
 
     out = prepare_out(args.out, create=False)
     if (out / "sae").exists() and not args.overwrite:
@@ -443,7 +447,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     pool = parse_indices(args.pool) if args.pool is not None else None
     from sae_lens_stitch.assembly.assemble import assemble, split_tokens
     from sae_lens_stitch.assembly.pareto import pareto
-    from sae_lens_stitch.plots import plot_pareto
+    from sae_lens_stitch.report.plots import plot_pareto
 
     d_in = saes[0].cfg.d_in
     acts = fit_activations(raw, args.activations, d_in)
@@ -493,7 +497,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
-    from sae_lens_stitch.activations import fit_activations, read_activation_file
+    from sae_lens_stitch.evaluation.activations import fit_activations, read_activation_file
 
     folder = prepare_sae_out(args.out, args.overwrite)
     raw = read_activation_file(args.activations)
@@ -501,7 +505,7 @@ def cmd_refit(args: argparse.Namespace) -> int:
     sae = load(args, args.sae)
     from sae_lens_stitch.assembly.assemble import split_tokens
     from sae_lens_stitch.assembly.refit import refit_with_result
-    from sae_lens_stitch.evaluation import evaluate
+    from sae_lens_stitch.evaluation.metrics import evaluate
 
     d_in = sae.cfg.d_in
     acts = fit_activations(raw, args.activations, d_in)
@@ -539,7 +543,7 @@ def _synthetic_activations(n_tokens: int, seed: int) -> Any:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sae_lens_stitch.activations import fit_activations, read_activation_file
+    from sae_lens_stitch.evaluation.activations import fit_activations, read_activation_file
 
     if not args.activations and not args.synthetic:
         raise CLIError(
@@ -551,7 +555,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = prepare_out(args.out)
     saes = load_all(args, args.saes)
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.evaluation import evaluate
+    from sae_lens_stitch.evaluation.metrics import evaluate
     from sae_lens_stitch.provenance import content_hash, describe_sae
 
     for other in saes[1:]:
@@ -596,8 +600,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     folder = Path(args.folder).expanduser()
     if not (folder / "cfg.json").is_file():
         raise CLIError(f"{args.folder!r} is not an SAE folder (no cfg.json)")
-    from sae_lens_stitch.load import load_sae
-    from sae_lens_stitch.publish import push_to_hub
+    from sae_lens_stitch.io.load import load_sae
+    from sae_lens_stitch.io.publish import push_to_hub
 
     sae = load_sae(str(folder.absolute()), device=args.device)
     metrics = read_metrics(args.metrics, sae, folder) if args.metrics else None

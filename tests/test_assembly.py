@@ -26,7 +26,7 @@ from sae_lens_stitch import (
 from sae_lens_stitch.assembly.assemble import _build
 from sae_lens_stitch.assembly.objective import build_objective
 from sae_lens_stitch.assembly.refit import solve_scales
-from sae_lens_stitch.evaluation import evaluate
+from sae_lens_stitch.evaluation.metrics import evaluate
 
 
 def family(arch: str = "standard", apply_b_dec: bool = True) -> list[SAE[Any]]:

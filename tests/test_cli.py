@@ -428,7 +428,7 @@ def test_push_to_stand_in_hub(
         assert code == 1 and err.count("\n") == 1
         assert "token=" not in err and "hf auth login" in err
         monkeypatch.delenv("HF_TOKEN")
-        monkeypatch.setattr("sae_lens_stitch.publish.get_token", lambda: None)
+        monkeypatch.setattr("sae_lens_stitch.io.publish.get_token", lambda: None)
         code, _, err = call(capsys, "push", str(tmp_path / "st"), "me/x", "--endpoint", hub.url)
         assert code == 1 and "token=" not in err and "HF_TOKEN" in err and "hf auth login" in err
 
@@ -641,7 +641,7 @@ def test_demo_push_refuses_existing_folder_without_overwrite(
 
     from sae_lens_stitch import frankenstein
     from sae_lens_stitch.demo.data import load_family
-    from sae_lens_stitch.publish import default_path_in_repo
+    from sae_lens_stitch.io.publish import default_path_in_repo
 
     folder = default_path_in_repo(frankenstein(load_family().saes))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)

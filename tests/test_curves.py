@@ -9,8 +9,8 @@ import torch
 from conftest import data_for, related_pair
 
 from sae_lens_stitch import classify_features, feature_families, frankenstein, stitch, swap
-from sae_lens_stitch.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
-from sae_lens_stitch.evaluation import evaluate
+from sae_lens_stitch.evaluation.curves import Curve, frankenstein_plane, insertion_curve, swap_curve
+from sae_lens_stitch.evaluation.metrics import evaluate
 
 
 def close(point, metrics) -> None:
@@ -148,8 +148,8 @@ def test_dead_novel_latents_left_out_of_curves() -> None:
 
 
 def test_removed_activations_collected_with_the_residual() -> None:
-    from sae_lens_stitch.curves import _Residual
-    from sae_lens_stitch.sparse_cache import sparse_activations
+    from sae_lens_stitch.evaluation.curves import _Residual
+    from sae_lens_stitch.evaluation.sparse_cache import sparse_activations
 
     small, large = related_pair("jumprelu", n_small=10, n_novel=4, d_in=16)
     x = data_for(large)

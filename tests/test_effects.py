@@ -7,10 +7,15 @@ import torch
 from conftest import data_for, make_sae, make_transcoder, related_pair
 
 from sae_lens_stitch import stitch
-from sae_lens_stitch.classify import FeatureCategory
-from sae_lens_stitch.effects import InsertEffectsSummary, auroc, insert_effects, proxy_agreement
+from sae_lens_stitch.analysis.classify import FeatureCategory
+from sae_lens_stitch.analysis.effects import (
+    InsertEffectsSummary,
+    auroc,
+    insert_effects,
+    proxy_agreement,
+)
 from sae_lens_stitch.errors import UnsupportedSAEError
-from sae_lens_stitch.evaluation import evaluate
+from sae_lens_stitch.evaluation.metrics import evaluate
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu", "gated", "topk", "abstopk"])
@@ -99,7 +104,7 @@ def test_topk_donor_activation_fn_restored() -> None:
 
 @pytest.mark.parametrize("arch", ["transcoder", "skip_transcoder", "jumprelu_transcoder"])
 def test_transcoders_with_targets(arch: str) -> None:
-    from sae_lens_stitch.curves import insertion_curve
+    from sae_lens_stitch.evaluation.curves import insertion_curve
 
     base, donor = make_transcoder(arch, 16, 1), make_transcoder(arch, 24, 2)
     gen = torch.Generator().manual_seed(3)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_sae
 
-from sae_lens_stitch.evaluation import (
+from sae_lens_stitch.evaluation.metrics import (
     Metrics,
     dead_latents,
     evaluate,
@@ -170,8 +170,8 @@ def test_dead_latents_classified_and_not_stitched() -> None:
     from conftest import related_pair
 
     from sae_lens_stitch import classify_features, get_provenance, stitch
-    from sae_lens_stitch.classify import FeatureCategory
-    from sae_lens_stitch.sparsity import set_log_sparsity
+    from sae_lens_stitch.analysis.classify import FeatureCategory
+    from sae_lens_stitch.io.sparsity import set_log_sparsity
 
     small, large = related_pair("standard", n_small=8, n_novel=6, d_in=16)
     novel_before = classify_features(small, large).novel_indices.tolist()
@@ -199,7 +199,7 @@ def test_dead_latents_classified_and_not_stitched() -> None:
 
 def test_package_level_evaluate_is_the_function_after_submodule_imports() -> None:
     import sae_lens_stitch
-    import sae_lens_stitch.curves  # imports the evaluation module
+    import sae_lens_stitch.evaluation.curves  # imports the evaluation module
     from sae_lens_stitch import evaluate as ev
 
     sae = make_sae("standard", 8, 16)

@@ -36,9 +36,9 @@ from sae_lens_stitch import (
     push_to_hub,
     stitch,
 )
-from sae_lens_stitch import publish as publish_mod
+from sae_lens_stitch.io import publish as publish_mod
+from sae_lens_stitch.io.sparsity import get_log_sparsity, set_log_sparsity
 from sae_lens_stitch.provenance import set_provenance
-from sae_lens_stitch.sparsity import get_log_sparsity, set_log_sparsity
 
 TOKEN = "hf_test_token_do_not_log"
 REPO = "tester/stitched-saes"
@@ -305,7 +305,7 @@ LOAD_SAE_SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from sae_lens_stitch import load_sae, get_provenance
-    from sae_lens_stitch.sparsity import get_log_sparsity
+    from sae_lens_stitch.io.sparsity import get_log_sparsity
     out = {}
     for name, source in json.loads(sys.argv[1]).items():
         sae = load_sae(source)
@@ -386,7 +386,7 @@ def test_live_push_and_load_back(stitched: Any):
 
 
 def test_base_model_only_when_every_sae_maps_to_one_hub_model() -> None:
-    from sae_lens_stitch.model_card import update_card
+    from sae_lens_stitch.io.model_card import update_card
 
     gpt2 = {"path": "a", "model_name": "gpt2-small"}
     card = update_card(None, REPO, gpt2)
@@ -404,8 +404,8 @@ def test_base_model_only_when_every_sae_maps_to_one_hub_model() -> None:
 
 
 def test_card_renders_metrics_as_a_table(stitched: Any) -> None:
-    from sae_lens_stitch.evaluation import evaluate
-    from sae_lens_stitch.model_card import card_entry, update_card
+    from sae_lens_stitch.evaluation.metrics import evaluate
+    from sae_lens_stitch.io.model_card import card_entry, update_card
 
     metrics = evaluate(stitched, torch.randn(64, stitched.cfg.d_in))
     text = update_card(None, REPO, card_entry(stitched, "s", metrics=metrics))

@@ -28,7 +28,7 @@ from sae_lens_stitch import (
     save_sae,
     stitch,
 )
-from sae_lens_stitch.sparsity import get_log_sparsity, set_log_sparsity
+from sae_lens_stitch.io.sparsity import get_log_sparsity, set_log_sparsity
 
 RELEASE = "gpt2-small-res-jb-feature-splitting"
 REPO = "jbloom/GPT2-Small-Feature-Splitting-Experiment-Layer-8"
@@ -77,7 +77,9 @@ def test_revision_given_twice_must_agree():
 
 
 def test_sources_module_has_no_heavy_imports():
-    tree = ast.parse(Path(__file__).parents[1].joinpath("sae_lens_stitch/sources.py").read_text())
+    tree = ast.parse(
+        Path(__file__).parents[1].joinpath("sae_lens_stitch/io/sources.py").read_text()
+    )
     imported = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
         for node in tree.body
@@ -182,7 +184,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
     import json, sys, time
     from huggingface_hub import constants
     from sae_lens_stitch import get_provenance, load_sae, OfflineError
-    from sae_lens_stitch.sparsity import get_log_sparsity
+    from sae_lens_stitch.io.sparsity import get_log_sparsity
 
     release, sae_id, other_id = sys.argv[1:4]
     result = {}
@@ -270,8 +272,8 @@ def test_release_from_offline_cache_records_revision_and_missing_fails_fast(tmp_
 def test_stitched_saes_of_every_architecture_round_trip(tmp_path: Path, architecture: str):
     """What push_to_hub checks before uploading: SAE-Lens reloads the saved folder exactly
     (TopK parents stitch into block_topk, registered with SAE-Lens by this package)."""
-    from sae_lens_stitch.publish import check_round_trip
-    from sae_lens_stitch.save import write_sae_files
+    from sae_lens_stitch.io.publish import check_round_trip
+    from sae_lens_stitch.io.save import write_sae_files
 
     small, large = related_pair(architecture)
     sae = stitch(small, large, list(range(48, 58)))
@@ -282,8 +284,8 @@ def test_stitched_saes_of_every_architecture_round_trip(tmp_path: Path, architec
 
 
 def test_round_trip_check_handles_hook_z_and_leaves_the_sae_as_it_was(tmp_path: Path):
-    from sae_lens_stitch.publish import check_round_trip
-    from sae_lens_stitch.save import write_sae_files
+    from sae_lens_stitch.io.publish import check_round_trip
+    from sae_lens_stitch.io.save import write_sae_files
 
     sae = make_sae(reshape_activations="hook_z", hook_name="blocks.0.attn.hook_z")
     write_sae_files(sae, tmp_path)
@@ -295,7 +297,7 @@ def test_round_trip_check_handles_hook_z_and_leaves_the_sae_as_it_was(tmp_path: 
 
 def test_parse_source_imports_nothing_heavy():
     code = (
-        "import sys; from sae_lens_stitch.sources import parse_source; "
+        "import sys; from sae_lens_stitch.io.sources import parse_source; "
         "parse_source('r:i'); "
         "print([m for m in ('torch', 'sae_lens', 'huggingface_hub') if m in sys.modules])"
     )
@@ -307,7 +309,7 @@ def test_parse_source_imports_nothing_heavy():
 def test_round_trip_check_of_a_transcoder_with_another_output_size(tmp_path: Path) -> None:
     from sae_lens.saes import Transcoder, TranscoderConfig
 
-    from sae_lens_stitch.publish import check_round_trip
+    from sae_lens_stitch.io.publish import check_round_trip
 
     tc = Transcoder(TranscoderConfig(d_in=12, d_sae=16, d_out=10, apply_b_dec_to_input=False))
     save_sae(tc, tmp_path / "tc")

@@ -7,7 +7,7 @@ import torch
 from conftest import make_sae
 
 from sae_lens_stitch import InvalidWeightsError, match_features
-from sae_lens_stitch.match import similar_pairs
+from sae_lens_stitch.analysis.match import similar_pairs
 
 
 def dense_cos(a_SD: torch.Tensor, b_TD: torch.Tensor) -> torch.Tensor:

@@ -11,15 +11,15 @@ import pytest
 from conftest import data_for, related_pair
 
 from sae_lens_stitch import classify_features
-from sae_lens_stitch.curves import frankenstein_plane, insertion_curve, swap_curve
-from sae_lens_stitch.effects import insert_effects
-from sae_lens_stitch.evaluation import evaluate
-from sae_lens_stitch.report import StitchReport, write_report
+from sae_lens_stitch.analysis.effects import insert_effects
+from sae_lens_stitch.evaluation.curves import frankenstein_plane, insertion_curve, swap_curve
+from sae_lens_stitch.evaluation.metrics import evaluate
+from sae_lens_stitch.report.document import StitchReport, write_report
 
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory):
-    from sae_lens_stitch import plots
+    from sae_lens_stitch.report import plots
 
     small, large = related_pair("standard", n_small=8, n_novel=5, d_in=16)
     _, larger = related_pair("standard", n_small=20, n_novel=6, d_in=16, seed=4)
@@ -101,7 +101,7 @@ def test_import_does_not_load_matplotlib() -> None:
 
 
 def test_curve_labels_tell_width_pairs_apart(experiment) -> None:
-    from sae_lens_stitch.plots import _curve_labels, _phase_changes
+    from sae_lens_stitch.report.plots import _curve_labels, _phase_changes
 
     report, _ = experiment
     swap = next(c for c in report.curves if c.kind == "swap_families")

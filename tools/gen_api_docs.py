@@ -22,10 +22,23 @@ from pydantic import BaseModel
 import sae_lens_stitch
 
 STEPS: list[tuple[str, list[str]]] = [
-    ("Load and save", ["sae_lens_stitch.sources", "sae_lens_stitch.load", "sae_lens_stitch.save"]),
-    ("Match", ["sae_lens_stitch.match"]),
-    ("Classify and families", ["sae_lens_stitch.classify", "sae_lens_stitch.families"]),
-    ("Surgery", ["sae_lens_stitch.surgery", "sae_lens_stitch.registry", "sae_lens_stitch.checks"]),
+    (
+        "Load and save",
+        ["sae_lens_stitch.io.sources", "sae_lens_stitch.io.load", "sae_lens_stitch.io.save"],
+    ),
+    ("Match", ["sae_lens_stitch.analysis.match"]),
+    (
+        "Classify and families",
+        ["sae_lens_stitch.analysis.classify", "sae_lens_stitch.analysis.families"],
+    ),
+    (
+        "Surgery",
+        [
+            "sae_lens_stitch.surgery.operations",
+            "sae_lens_stitch.registry",
+            "sae_lens_stitch.checks",
+        ],
+    ),
     (
         "Assembly",
         ["sae_lens_stitch.assembly.assemble", "sae_lens_stitch.assembly.refit"],
@@ -33,13 +46,13 @@ STEPS: list[tuple[str, list[str]]] = [
     (
         "Evaluate",
         [
-            "sae_lens_stitch.evaluation",
-            "sae_lens_stitch.effects",
-            "sae_lens_stitch.curves",
-            "sae_lens_stitch.report",
+            "sae_lens_stitch.evaluation.metrics",
+            "sae_lens_stitch.analysis.effects",
+            "sae_lens_stitch.evaluation.curves",
+            "sae_lens_stitch.report.document",
         ],
     ),
-    ("Publish", ["sae_lens_stitch.publish"]),
+    ("Publish", ["sae_lens_stitch.io.publish"]),
     ("Provenance", ["sae_lens_stitch.provenance"]),
     ("Errors", ["sae_lens_stitch.errors"]),
 ]

@@ -37,7 +37,7 @@ from sae_lens import SAE
 from sae_lens_stitch.assembly.objective import Objective, build_objective, check_family
 from sae_lens_stitch.assembly.refit import ScaleSolve, solve_scales, write_decoder
 from sae_lens_stitch.errors import BudgetError, InvalidActivationsError
-from sae_lens_stitch.evaluation import (
+from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     Metrics,
@@ -47,7 +47,7 @@ from sae_lens_stitch.evaluation import (
 from sae_lens_stitch.progress import track
 from sae_lens_stitch.provenance import Operation, describe_sae, get_provenance, set_provenance
 from sae_lens_stitch.registry import Part
-from sae_lens_stitch.surgery import join
+from sae_lens_stitch.surgery.operations import join
 
 Move = Literal["start", "add", "remove", "swap", "refit"]
 

@@ -34,13 +34,13 @@ from typing import Any
 import torch
 from sae_lens import SAE
 
-from sae_lens_stitch.effects import check_linear_decode
+from sae_lens_stitch.analysis.effects import check_linear_decode
 from sae_lens_stitch.errors import (
     IncompatibleSAEsError,
     InvalidActivationsError,
     InvalidIndicesError,
 )
-from sae_lens_stitch.evaluation import (
+from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     Metrics,
@@ -246,7 +246,7 @@ class Objective:
         *,
         dense_threshold: float = 0.1,
     ) -> Metrics:
-        """The package's :class:`~sae_lens_stitch.evaluation.Metrics` of the SAE made of
+        """The package's :class:`~sae_lens_stitch.evaluation.metrics.Metrics` of the SAE made of
         latents S with scales s and the best bias, on these tokens, from the objective alone
         (exact: equal to evaluating that SAE, up to float rounding)."""
         idx = union_S.to(self.c_U.device).long()

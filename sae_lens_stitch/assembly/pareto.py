@@ -12,10 +12,10 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.assembly.assemble import Assembly
 from sae_lens_stitch.assembly.refit import refit
-from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, Metrics, evaluate
-from sae_lens_stitch.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics, evaluate
 from sae_lens_stitch.progress import track
 
 PointKind = Literal["trained", "stitch_all_novel", "frankenstein", "assembled"]
@@ -104,8 +104,8 @@ def pareto(
     (families in order, then novel latents), and ``assembly``'s path and result. ``saes`` may
     come in any order: they are taken smallest first."""
     saes = sorted(saes, key=lambda s: s.cfg.d_sae)
-    from sae_lens_stitch.curves import swap_curve
-    from sae_lens_stitch.surgery import frankenstein, stitch
+    from sae_lens_stitch.evaluation.curves import swap_curve
+    from sae_lens_stitch.surgery.operations import frankenstein, stitch
 
     def ev(sae: SAE[Any]) -> Metrics:
         return evaluate(sae, eval_activations, batch_size=batch_size, show_progress=False)

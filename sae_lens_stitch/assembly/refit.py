@@ -36,7 +36,7 @@ from sae_lens import SAE
 
 from sae_lens_stitch.assembly.objective import Objective, build_objective, check_family
 from sae_lens_stitch.errors import UnsupportedArchitectureError
-from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike
+from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, ActivationsLike
 from sae_lens_stitch.provenance import Operation, describe_sae, get_provenance, set_provenance
 from sae_lens_stitch.registry import get_rule
 
@@ -212,7 +212,7 @@ def copy_sae(sae: SAE[Any]) -> SAE[Any]:
     new.load_state_dict({k: v.detach().clone() for k, v in sae.state_dict().items()})
     new = new.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)
     set_provenance(new, get_provenance(sae))
-    from sae_lens_stitch.sparsity import get_log_sparsity, set_log_sparsity
+    from sae_lens_stitch.io.sparsity import get_log_sparsity, set_log_sparsity
 
     set_log_sparsity(new, get_log_sparsity(sae))
     return new

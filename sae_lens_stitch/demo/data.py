@@ -55,9 +55,9 @@ DEMO_RELEASE = "sae_lens_stitch.demo"
 
 
 def load_family(folder: str | Path | None = None, *, device: str = "cpu") -> DemoFamily:
-    """Every SAE of the family via :func:`sae_lens_stitch.load.load_sae` (local folders), each
+    """Every SAE of the family via :func:`sae_lens_stitch.io.load.load_sae` (local folders), each
     with a provenance identity named ``sae_lens_stitch.demo:<folder>``."""
-    from sae_lens_stitch.load import load_sae
+    from sae_lens_stitch.io.load import load_sae
     from sae_lens_stitch.provenance import Provenance, SourceSAE, content_hash, set_provenance
 
     path = family_dir(folder)

@@ -22,28 +22,33 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sae_lens_stitch._atomic import atomic_write_text
+from sae_lens_stitch.analysis.classify import ClassificationSummary, classify_features
+from sae_lens_stitch.analysis.effects import InsertEffectsSummary, insert_effects
+from sae_lens_stitch.analysis.families import feature_families
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.assembly.assemble import AssemblyResult, assemble
 from sae_lens_stitch.assembly.pareto import Pareto, pareto
-from sae_lens_stitch.classify import ClassificationSummary, classify_features
-from sae_lens_stitch.curves import Curve, FrankensteinPlane, frankenstein_plane, swap_curve
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
 from sae_lens_stitch.demo.scoring import NoveltyScore, score_novelty
 from sae_lens_stitch.demo.train import TrainingRecipe
-from sae_lens_stitch.effects import InsertEffectsSummary, insert_effects
-from sae_lens_stitch.evaluation import Metrics, evaluate
-from sae_lens_stitch.families import feature_families
-from sae_lens_stitch.match import DEFAULT_THRESHOLD
-from sae_lens_stitch.plots import (
+from sae_lens_stitch.evaluation.curves import (
+    Curve,
+    FrankensteinPlane,
+    frankenstein_plane,
+    swap_curve,
+)
+from sae_lens_stitch.evaluation.metrics import Metrics, evaluate
+from sae_lens_stitch.io.save import save_sae
+from sae_lens_stitch.provenance import get_provenance
+from sae_lens_stitch.report.document import StitchReport, write_report
+from sae_lens_stitch.report.plots import (
     plot_curves,
     plot_frankenstein_plane,
     plot_insert_effects,
     plot_max_cosine_histograms,
     plot_pareto,
 )
-from sae_lens_stitch.provenance import get_provenance
-from sae_lens_stitch.report import StitchReport, write_report
-from sae_lens_stitch.save import save_sae
-from sae_lens_stitch.surgery import frankenstein, stitch
+from sae_lens_stitch.surgery.operations import frankenstein, stitch
 
 N_TOKENS = 32_768
 N_TOKENS_QUICK = 4_096
@@ -383,7 +388,7 @@ def run_demo(
     again into ``out_dir/family`` (minutes) and uses it; ``family`` names another family folder;
     ``push`` publishes the Frankenstein SAE to that Hub repo; ``quick`` uses fewer tokens;
     ``recipe`` overrides the training recipe used with ``retrain``; ``endpoint`` the Hub
-    endpoint used with ``push``. Like :func:`~sae_lens_stitch.publish.push_to_hub`, ``push``
+    endpoint used with ``push``. Like :func:`~sae_lens_stitch.io.publish.push_to_hub`, ``push``
     refuses to replace the SAE's existing folder in the repo unless ``overwrite``."""
     start = time.perf_counter()
     out = Path(out_dir).expanduser().absolute()
@@ -444,7 +449,7 @@ def run_demo(
     write_report(report, out)
     pushed = None
     if push:
-        from sae_lens_stitch.publish import push_to_hub
+        from sae_lens_stitch.io.publish import push_to_hub
 
         pushed = push_to_hub(
             frank, push, metrics=m_fr, overwrite=overwrite, endpoint=endpoint

@@ -146,7 +146,7 @@ def train_sae(
 
 def quick_metrics(sae: StandardSAE, acts_ND: torch.Tensor) -> dict[str, Any]:
     """MSE (summed over dimensions, mean over tokens), FVU, L0 and dead latents."""
-    from sae_lens_stitch.evaluation import evaluate
+    from sae_lens_stitch.evaluation.metrics import evaluate
 
     m = evaluate(sae, acts_ND, show_progress=False)
     return {"mse": m.mse.value, "fvu": m.fvu.value, "l0": m.l0.value, "dead": int(m.n_dead.value)}

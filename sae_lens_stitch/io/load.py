@@ -29,9 +29,12 @@ from sae_lens import SAE
 from sae_lens.loading.pretrained_sae_loaders import sae_lens_disk_loader
 from safetensors import SafetensorError, safe_open
 
-from sae_lens_stitch import _hub
 from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
 from sae_lens_stitch.errors import CorruptSAEError, OfflineError, SourceNotFoundError
+from sae_lens_stitch.io import _hub
+from sae_lens_stitch.io.save import CFG_FILENAME, WEIGHTS_FILENAME
+from sae_lens_stitch.io.sources import SAESource, parse_source
+from sae_lens_stitch.io.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
 from sae_lens_stitch.provenance import (
     Provenance,
     SourceSAE,
@@ -40,9 +43,6 @@ from sae_lens_stitch.provenance import (
     has_provenance,
     set_provenance,
 )
-from sae_lens_stitch.save import CFG_FILENAME, WEIGHTS_FILENAME
-from sae_lens_stitch.sources import SAESource, parse_source
-from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
 
 DTypeLike = str | torch.dtype
 
@@ -257,7 +257,7 @@ def load_sae(
 
     ``source`` is ``"RELEASE:SAE_ID[@REVISION]"``, a ``(release, sae_id)`` pair,
     ``"hf://OWNER/REPO[/FOLDER][@REVISION]"`` or a local folder (see
-    :func:`sae_lens_stitch.sources.parse_source`). ``revision`` pins a branch, tag or commit for
+    :func:`sae_lens_stitch.io.sources.parse_source`). ``revision`` pins a branch, tag or commit for
     Hub sources. ``dtype`` defaults to float32 for Hub sources and to the saved dtype for folders.
 
     An SAE whose config already carries a provenance record (a stitched SAE saved by this
@@ -265,7 +265,7 @@ def load_sae(
     path); any other SAE gets an identity record naming the release, SAE id, repo,
     the commit sha actually downloaded, the folder and the Neuronpedia id (Hub sources), or
     the folder and a content hash (local sources). Its log10 firing rates, when the source has
-    them, are kept (:func:`sae_lens_stitch.sparsity.get_log_sparsity`).
+    them, are kept (:func:`sae_lens_stitch.io.sparsity.get_log_sparsity`).
 
     Raises :class:`SourceNotFoundError` (no such release, SAE id, repo, revision or folder),
     :class:`OfflineError` (offline and not cached, or the Hub unreachable),

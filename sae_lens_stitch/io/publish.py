@@ -28,7 +28,6 @@ from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
-from sae_lens_stitch import _hub
 from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
 from sae_lens_stitch.errors import (
     HubError,
@@ -39,10 +38,11 @@ from sae_lens_stitch.errors import (
     RoundTripMismatchError,
     SourceNotFoundError,
 )
-from sae_lens_stitch.model_card import MetricsLike, card_entry, update_card
+from sae_lens_stitch.io import _hub
+from sae_lens_stitch.io.model_card import MetricsLike, card_entry, update_card
+from sae_lens_stitch.io.save import write_sae_files
+from sae_lens_stitch.io.sparsity import get_log_sparsity
 from sae_lens_stitch.provenance import get_provenance
-from sae_lens_stitch.save import write_sae_files
-from sae_lens_stitch.sparsity import get_log_sparsity
 
 README = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")

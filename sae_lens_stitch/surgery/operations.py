@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from sae_lens import SAE
 
+from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
+from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.checks import (
     IndexLike,
     check_compatible,
@@ -23,11 +26,9 @@ from sae_lens_stitch.checks import (
     check_indices,
     checks_pair_once,
 )
-from sae_lens_stitch.classify import FeatureCategory, classify_features
 from sae_lens_stitch.errors import InvalidIndicesError
-from sae_lens_stitch.evaluation import ActivationsLike
-from sae_lens_stitch.families import FeatureFamily, feature_families
-from sae_lens_stitch.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.evaluation.metrics import ActivationsLike
+from sae_lens_stitch.io.sparsity import concat_log_sparsity, set_log_sparsity
 from sae_lens_stitch.provenance import (
     Operation,
     Provenance,
@@ -36,7 +37,6 @@ from sae_lens_stitch.provenance import (
     set_provenance,
 )
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
-from sae_lens_stitch.sparsity import concat_log_sparsity, set_log_sparsity
 
 _DROPPED_METADATA = ("neuronpedia_id",)
 """Metadata that names the base SAE itself and is wrong for a new one."""

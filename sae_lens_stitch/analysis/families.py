@@ -11,8 +11,8 @@ from sae_lens import SAE
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD, WeightsKind, similar_pairs
 from sae_lens_stitch.checks import check_compatible
-from sae_lens_stitch.match import DEFAULT_THRESHOLD, WeightsKind, similar_pairs
 
 
 class FeatureFamily(BaseModel):

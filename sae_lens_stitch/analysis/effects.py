@@ -9,7 +9,7 @@ With the base SAE's residual ``r_n = x_n - x̂_base(x_n)``, the inserted latent'
     ΔSSE_i = Σ_n ( a_in² |w_i|² - 2 a_in r_n · w_i )
 
 and each batch needs only ``R @ W.T`` (never one evaluation per latent). ``ΔMSE = ΔSSE / N`` and
-``ΔFVU = ΔSSE / Σ_n ||x_n - μ||²`` (definitions as in :mod:`sae_lens_stitch.evaluation`).
+``ΔFVU = ΔSSE / Σ_n ||x_n - μ||²`` (definitions as in :mod:`sae_lens_stitch.evaluation.metrics`).
 
 Which activation a latent has once inserted ("stitched semantics"):
 
@@ -41,17 +41,17 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
+from sae_lens_stitch.analysis.classify import FeatureCategory
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.checks import IndexLike, check_indices, checks_pair_once
-from sae_lens_stitch.classify import FeatureCategory
 from sae_lens_stitch.errors import UnsupportedSAEError
-from sae_lens_stitch.evaluation import (
+from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     Metric,
     VarianceAccumulator,
     iter_pairs,
 )
-from sae_lens_stitch.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.provenance import describe_sae
 from sae_lens_stitch.registry import encode_and_reconstruct, get_rule, output_dim
 

@@ -34,14 +34,16 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
-from sae_lens_stitch.checks import check_compatible, check_indices, checks_pair_once
-from sae_lens_stitch.classify import FeatureCategory, classify_features
-from sae_lens_stitch.effects import (
+from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
+from sae_lens_stitch.analysis.effects import (
     InsertedActivations,
     check_linear_decode,
     decoder_directions,
 )
-from sae_lens_stitch.evaluation import (
+from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.checks import check_compatible, check_indices, checks_pair_once
+from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
     VarianceAccumulator,
@@ -49,8 +51,11 @@ from sae_lens_stitch.evaluation import (
     iter_pairs,
     materialize,
 )
-from sae_lens_stitch.families import FeatureFamily, feature_families
-from sae_lens_stitch.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.evaluation.sparse_cache import (
+    SparseCollector,
+    SparseLatents,
+    sparse_activations,
+)
 from sae_lens_stitch.progress import track
 from sae_lens_stitch.provenance import describe_sae
 from sae_lens_stitch.registry import (
@@ -59,7 +64,6 @@ from sae_lens_stitch.registry import (
     get_rule,
     output_dim,
 )
-from sae_lens_stitch.sparse_cache import SparseCollector, SparseLatents, sparse_activations
 
 CurveKind = Literal["insert_novel", "insert_reconstruction", "insert", "swap_families"]
 Order = Literal["effect", "index"]
@@ -483,7 +487,7 @@ def swap_curve(
         if families is not None
         else feature_families(small, large, threshold=threshold)
     )
-    from sae_lens_stitch.surgery import family_indices
+    from sae_lens_stitch.surgery.operations import family_indices
 
     small_idx, large_idx = family_indices(fams, small.cfg.d_sae, large.cfg.d_sae)
     novel_idx = torch.zeros(0, dtype=torch.long)
@@ -599,7 +603,7 @@ def frankenstein_plane(
     novel latents relative to the SAE built so far (as :func:`sae_lens_stitch.frankenstein`;
     with ``exclude_dead``, latents that never fire on ``activations`` are not inserted).
     Each SAE is evaluated once (a point each, not a curve)."""
-    from sae_lens_stitch.surgery import frankenstein_steps
+    from sae_lens_stitch.surgery.operations import frankenstein_steps
 
     widths = [s.cfg.d_sae for s in saes]
     steps = frankenstein_steps(  # checks the family before anything is evaluated

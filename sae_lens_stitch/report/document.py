@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sae_lens_stitch._atomic import atomic_write_bytes
 from sae_lens_stitch._version import __version__
+from sae_lens_stitch.analysis.classify import ClassificationSummary
+from sae_lens_stitch.analysis.effects import InsertEffectsSummary
 from sae_lens_stitch.assembly.pareto import Pareto
-from sae_lens_stitch.classify import ClassificationSummary
-from sae_lens_stitch.curves import Curve, FrankensteinPlane
-from sae_lens_stitch.effects import InsertEffectsSummary
-from sae_lens_stitch.evaluation import Metric, Metrics, ModelMetrics
+from sae_lens_stitch.evaluation.curves import Curve, FrankensteinPlane
+from sae_lens_stitch.evaluation.metrics import Metric, Metrics, ModelMetrics
 from sae_lens_stitch.provenance import SourceSAE
 
 REPORT_FILES = ("report.json", "report.md", "report.html")

@@ -10,11 +10,16 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
+from sae_lens_stitch.analysis.match import (
+    DEFAULT_THRESHOLD,
+    FeatureMatches,
+    WeightsKind,
+    match_features,
+)
 from sae_lens_stitch.checks import check_compatible
-from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
-from sae_lens_stitch.match import DEFAULT_THRESHOLD, FeatureMatches, WeightsKind, match_features
+from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
+from sae_lens_stitch.io.sparsity import get_log_sparsity
 from sae_lens_stitch.provenance import SourceSAE, sae_identity
-from sae_lens_stitch.sparsity import get_log_sparsity
 
 
 class FeatureCategory(str, Enum):
@@ -201,7 +206,7 @@ def classify_features(
     Dead latents keep random-looking decoder rows that the cosine proxy would call novel. With
     ``activations`` (a tensor [..., d_in] or an iterable of batches), large latents that fire on
     none of them are also dead; without, if ``use_stored_sparsity`` and ``large`` carries a
-    stored log10 firing rate (:mod:`sae_lens_stitch.sparsity`), latents whose rate is below
+    stored log10 firing rate (:mod:`sae_lens_stitch.io.sparsity`), latents whose rate is below
     ``DEAD_LOG_SPARSITY`` (SAE-Lens stores log10(rate + 1e-10), so -10 means never fired) are."""
     check_compatible(small, large, names=("small", "large"))
     dead_mask = _dead_mask(

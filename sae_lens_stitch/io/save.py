@@ -22,8 +22,8 @@ from sae_lens.constants import SAE_WEIGHTS_FILENAME as WEIGHTS_FILENAME
 from safetensors.torch import save_file
 
 from sae_lens_stitch.errors import PathExistsError, SourceNotFoundError
+from sae_lens_stitch.io.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, get_log_sparsity
 from sae_lens_stitch.provenance import METADATA_KEY, get_provenance, has_provenance
-from sae_lens_stitch.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, get_log_sparsity
 
 
 def write_sae_files(sae: SAE[Any], folder: Path) -> list[str]:

@@ -10,7 +10,7 @@ Three string forms (see ``docs/hub.md``):
   ``~`` or ``file://``.
 
 A ``(release, sae_id)`` pair and a :class:`pathlib.Path` are accepted as well. Only this light
-module is needed to validate a source (e.g. in a CLI); :func:`sae_lens_stitch.load.load_sae`
+module is needed to validate a source (e.g. in a CLI); :func:`sae_lens_stitch.io.load.load_sae`
 does the loading.
 """
 

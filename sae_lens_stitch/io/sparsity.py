@@ -2,8 +2,8 @@
 
 SAE-Lens returns a sparsity tensor next to a pretrained SAE (``sparsity.safetensors``, key
 ``"sparsity"``) but does not keep it on the SAE object. This module keeps it in a weak-keyed
-registry so that :func:`sae_lens_stitch.surgery.join` can carry it into stitched SAEs and
-:func:`sae_lens_stitch.save.save_sae` can write it back.
+registry so that :func:`sae_lens_stitch.surgery.operations.join` can carry it into stitched SAEs and
+:func:`sae_lens_stitch.io.save.save_sae` can write it back.
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ from typing import Any
 import torch
 from sae_lens import SAE
 
-from sae_lens_stitch.effects import InsertedActivations, decoder_directions, inserted_encoder
-from sae_lens_stitch.evaluation import DEFAULT_BATCH_SIZE, iter_batches
+from sae_lens_stitch.analysis.effects import (
+    InsertedActivations,
+    decoder_directions,
+    inserted_encoder,
+)
+from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, iter_batches
 from sae_lens_stitch.provenance import Operation, describe_sae
 from sae_lens_stitch.registry import Part, get_rule
 
@@ -136,11 +140,11 @@ def sparse_activations(
 ) -> SparseLatents:
     """Non-zero activations of ``sae``'s latents ``indices_P`` on every token, from one pass.
     ``inserted`` None: as the SAE itself computes them; else as once inserted elsewhere
-    (:func:`sae_lens_stitch.effects.inserted_encoder`).
+    (:func:`sae_lens_stitch.analysis.effects.inserted_encoder`).
 
     Where latents fire independently of each other (architectures whose registry rule is
     exact) and only part of the SAE is asked for, the pass runs an SAE of those latents alone
-    (built by :func:`sae_lens_stitch.surgery.join`), so the encode costs P / d_sae of the
+    (built by :func:`sae_lens_stitch.surgery.operations.join`), so the encode costs P / d_sae of the
     full one."""
     dev = sae.W_dec.device
     n_p = indices_P.numel()
@@ -149,7 +153,7 @@ def sparse_activations(
             decoder_directions(sae, indices_P)
         )
     if n_p <= _SUBSET_FRACTION * sae.cfg.d_sae and get_rule(sae).exact:
-        from sae_lens_stitch.surgery import join
+        from sae_lens_stitch.surgery.operations import join
 
         sae = join(
             sae,

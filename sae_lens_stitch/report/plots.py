@@ -25,14 +25,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sae_lens_stitch._atomic import atomic_path
-from sae_lens_stitch.classify import FeatureClassification
-from sae_lens_stitch.match import DEFAULT_THRESHOLD
-from sae_lens_stitch.report import PlotFiles
+from sae_lens_stitch.analysis.classify import FeatureClassification
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.report.document import PlotFiles
 
 if TYPE_CHECKING:
+    from sae_lens_stitch.analysis.effects import InsertEffects
     from sae_lens_stitch.assembly.pareto import Pareto
-    from sae_lens_stitch.curves import Curve, FrankensteinPlane
-    from sae_lens_stitch.effects import InsertEffects
+    from sae_lens_stitch.evaluation.curves import Curve, FrankensteinPlane
 
 
 def _save(fig: Figure, stem: str | os.PathLike[str], caption: str = "") -> PlotFiles:

@@ -1,0 +1,1 @@
+"""Step 6: the report (JSON, Markdown, HTML) and its plots."""
