@@ -109,30 +109,45 @@ def bad_rows(rows_RD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return nonfinite_R.nonzero().flatten(), zero_R.nonzero().flatten()
 
 
-@contextmanager
-def joinable(
+def check_joinable(
     base: SAE[Any], *others: SAE[Any], names: tuple[str, str] = ("base", "donor")
-) -> Iterator[None]:
-    """Check once that ``base`` and each of ``others`` can be joined (same activations, same
-    architecture family, finite weights); inside the block the checks of those pairs and SAEs
-    are not repeated, however many steps the operation goes through."""
+) -> None:
+    """Raise unless ``base`` and each of ``others`` can be joined: same activations, same
+    architecture family, finite weights (pairs already checked by the operation now running
+    are skipped)."""
     from sae_lens_stitch.registry import check_same_family
 
     check_finite(base, name=names[0])
-    marks = {(id(base), id(base))}
     for other in others:
-        if other is base:
-            continue
-        if not already_checked(base, other):
+        if other is not base and not already_checked(base, other):
             check_compatible(base, other, names=names)
             check_same_family(base, other)
             check_finite(other, name=names[1])
+
+
+@contextmanager
+def marked_joinable(base: SAE[Any], *others: SAE[Any]) -> Iterator[None]:
+    """Inside the block, the pairs (base, other) count as checked (call only after
+    :func:`check_joinable` on them)."""
+    marks = {(id(base), id(base))}
+    for other in others:
         marks |= {(id(base), id(other)), (id(other), id(base)), (id(other), id(other))}
     token = JOINED.set(JOINED.get() | marks)
     try:
         yield
     finally:
         JOINED.reset(token)
+
+
+@contextmanager
+def joinable(
+    base: SAE[Any], *others: SAE[Any], names: tuple[str, str] = ("base", "donor")
+) -> Iterator[None]:
+    """Check once that ``base`` and each of ``others`` can be joined; inside the block the
+    checks of those pairs and SAEs are not repeated, however many steps the operation takes."""
+    check_joinable(base, *others, names=names)
+    with marked_joinable(base, *others):
+        yield
 
 
 def checks_pair_once(

@@ -268,3 +268,22 @@ def test_stitch_and_swap_check_the_pair_once(monkeypatch: pytest.MonkeyPatch) ->
     calls.clear()
     checks.check_compatible(small, large)
     assert len(calls) == one_check
+
+
+def test_frankenstein_checks_each_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sae_lens_stitch.checks as checks
+
+    calls: list[str] = []
+    real = checks._field
+
+    def counting(sae: Any, path: str) -> Any:
+        calls.append(path)
+        return real(sae, path)
+
+    monkeypatch.setattr(checks, "_field", counting)
+    small, large = related_pair()
+    bigger = make_sae("standard", 64, small.cfg.d_in, seed=9)
+    frankenstein([small, large, bigger])
+    one_check = 2 * len(checks._COMPARED_FIELDS)
+    # up front: (small, large) and (small, bigger); inside: only (small+novel of large, bigger)
+    assert len(calls) == 3 * one_check

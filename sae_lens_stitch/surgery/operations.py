@@ -24,7 +24,9 @@ from sae_lens_stitch.checks import (
     check_compatible,
     check_finite,
     check_indices,
+    check_joinable,
     checks_pair_once,
+    marked_joinable,
 )
 from sae_lens_stitch.errors import InvalidIndicesError
 from sae_lens_stitch.evaluation.metrics import ActivationsLike
@@ -265,9 +267,7 @@ def frankenstein_steps(
     widths = [s.cfg.d_sae for s in saes]
     if widths != sorted(widths):
         raise ValueError(f"frankenstein takes SAEs smallest first; got widths {widths}")
-    for other in saes[1:]:
-        check_compatible(saes[0], other)
-        check_same_family(saes[0], other)
+    check_joinable(saes[0], *saes[1:])
     return _frankenstein_iter(saes, threshold, activations)
 
 
@@ -276,7 +276,9 @@ def _frankenstein_iter(
 ) -> Iterator[SAE[Any]]:
     current = saes[0]
     for donor in saes[1:]:
-        current = stitch(current, donor, threshold=threshold, activations=activations)
+        # (smallest, donor) was checked by frankenstein_steps; a built SAE is a new pair
+        with marked_joinable(saes[0], donor):
+            current = stitch(current, donor, threshold=threshold, activations=activations)
         yield current
 
 
