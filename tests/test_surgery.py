@@ -246,7 +246,9 @@ def test_saved_block_topk_loads_after_importing_the_package(tmp_path: Path) -> N
     assert res.stdout.strip() == "BlockTopKSAE"
 
 
-def test_stitch_and_swap_check_the_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def compat_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The config fields ``check_compatible`` looks up from now on (two per compared field)."""
     import sae_lens_stitch.checks as checks
 
     calls: list[str] = []
@@ -257,6 +259,13 @@ def test_stitch_and_swap_check_the_pair_once(monkeypatch: pytest.MonkeyPatch) ->
         return real(sae, path)
 
     monkeypatch.setattr(checks, "_field", counting)
+    return calls
+
+
+def test_stitch_and_swap_check_the_pair_once(compat_lookups: list[str]) -> None:
+    import sae_lens_stitch.checks as checks
+
+    calls = compat_lookups
     small, large = related_pair()
     one_check = 2 * len(checks._COMPARED_FIELDS)  # two lookups per compared field
     stitch(small, large)  # classify + join inside: no second check of the pair
@@ -270,17 +279,10 @@ def test_stitch_and_swap_check_the_pair_once(monkeypatch: pytest.MonkeyPatch) ->
     assert len(calls) == one_check
 
 
-def test_frankenstein_checks_each_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frankenstein_checks_each_pair_once(compat_lookups: list[str]) -> None:
     import sae_lens_stitch.checks as checks
 
-    calls: list[str] = []
-    real = checks._field
-
-    def counting(sae: Any, path: str) -> Any:
-        calls.append(path)
-        return real(sae, path)
-
-    monkeypatch.setattr(checks, "_field", counting)
+    calls = compat_lookups
     small, large = related_pair()
     bigger = make_sae("standard", 64, small.cfg.d_in, seed=9)
     frankenstein([small, large, bigger])

@@ -563,6 +563,7 @@ def assemble(
     path: list[PathStep] = []
 
     def record(move: Move, added: list[int], removed: list[int]) -> None:
+        mse_eval = search.mse_eval()
         path.append(
             PathStep.model_construct(  # built from checked values, many times: no validation
                 step=len(path),
@@ -572,8 +573,8 @@ def assemble(
                 width=search.width,
                 l0=search.l0,
                 mse_fit=search.sse / fit.n_tokens,
-                mse_eval=search.mse_eval(),
-                fvu_eval=search.mse_eval() * ev.n_tokens / ev.total_variance,
+                mse_eval=mse_eval,
+                fvu_eval=mse_eval * ev.n_tokens / ev.total_variance,
             )
         )
 

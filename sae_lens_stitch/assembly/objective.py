@@ -108,12 +108,9 @@ class Objective:
         """Q_ii = (Σ a_i² - N ā_i²) |w_i|², float64 [n]."""
         return (self.sum_a2_U - self.sum_a_U * self.mean_a_U) * self.sq_norms_U
 
-    def union_indices(self, sae_index: int, latents: torch.Tensor | None = None) -> torch.Tensor:
-        """Union indices of SAE ``sae_index``'s latents (all of them by default)."""
-        start, end = self.offsets[sae_index], self.offsets[sae_index + 1]
-        if latents is None:
-            return torch.arange(start, end)
-        return latents.long().cpu() + start
+    def union_indices(self, sae_index: int) -> torch.Tensor:
+        """Union indices of SAE ``sae_index``'s latents."""
+        return torch.arange(self.offsets[sae_index], self.offsets[sae_index + 1])
 
     def source_of(self, union_U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(SAE index, latent index in that SAE) of each union index."""
@@ -131,13 +128,10 @@ class Objective:
     def coactivations(self, k: int) -> torch.Tensor:
         """Σ_t a_i(t) a_k(t) for every union latent i, float64 [n], from the tokens where k
         fires only."""
-        crow, col = self.by_latent.crow_indices(), self.by_latent.col_indices()
-        vals = self.by_latent.values()
-        s, e = int(crow[k]), int(crow[k + 1])
-        out = torch.zeros(self.n_latents, dtype=torch.float64, device=vals.device)
-        if e == s:
+        toks, a_k = self.latent_entries(k)
+        out = torch.zeros(self.n_latents, dtype=torch.float64, device=a_k.device)
+        if toks.numel() == 0:
             return out
-        toks, a_k = col[s:e], vals[s:e].double()
         t_crow, t_col, t_vals = (
             self.by_token.crow_indices(),
             self.by_token.col_indices(),

@@ -19,29 +19,41 @@ from sae_lens_stitch.cli.common import (
 )
 
 
-def cmd_assemble(args: argparse.Namespace) -> int:
-    from sae_lens_stitch.evaluation.activations import fit_activations, read_activation_file
+def _read_files(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The --activations and --eval-activations files, read (and checked) before any SAE is
+    loaded, so a bad file fails at once."""
+    from sae_lens_stitch.evaluation.activations import read_activation_file
 
+    raw = read_activation_file(args.activations)
+    return raw, read_activation_file(args.eval_activations) if args.eval_activations else None
+
+
+def _fit_and_eval(args: argparse.Namespace, raws: tuple[Any, Any], d_in: int) -> tuple[Any, Any]:
+    """(fit, evaluation) activations: the two files, or the last --eval-fraction held out."""
+    from sae_lens_stitch.assembly.assemble import split_tokens
+    from sae_lens_stitch.evaluation.activations import fit_activations
+
+    acts = fit_activations(raws[0], args.activations, d_in)
+    eval_acts = None if raws[1] is None else fit_activations(raws[1], args.eval_activations, d_in)
+    return split_tokens(acts, d_in, eval_acts, args.eval_fraction)
+
+
+def cmd_assemble(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, create=False)
     if (out / "sae").exists() and not args.overwrite:
         raise CLIError(f"{str(out / 'sae')!r} already exists; pass --overwrite to replace it")
-    raw = read_activation_file(args.activations)
-    raw_eval = read_activation_file(args.eval_activations) if args.eval_activations else None
+    raws = _read_files(args)
     saes = load_all(args, args.saes)
     pool = parse_indices(args.pool) if args.pool is not None else None
-    from sae_lens_stitch.assembly.assemble import assemble, split_tokens
+    from sae_lens_stitch.assembly.assemble import assemble
     from sae_lens_stitch.assembly.pareto import pareto
     from sae_lens_stitch.report.plots import plot_pareto
 
-    d_in = saes[0].cfg.d_in
-    acts = fit_activations(raw, args.activations, d_in)
-    eval_acts = (
-        fit_activations(raw_eval, args.eval_activations, d_in) if raw_eval is not None else None
-    )
+    fit_x, ev_x = _fit_and_eval(args, raws, saes[0].cfg.d_in)
     result = assemble(
         saes,
-        acts,
-        eval_activations=eval_acts,
+        fit_x,
+        eval_activations=ev_x,
         width=args.width,
         l0=args.l0,
         start=args.start,
@@ -55,7 +67,6 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     r = result.result
     plane = None
     if not args.no_baselines:  # measured before anything is written: a failure leaves nothing
-        fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
         plane = pareto(saes, fit_x, ev_x, result, threshold=args.threshold)
     out.mkdir(exist_ok=True)
     saved = _save(result.sae, out / "sae", args.overwrite)
@@ -81,22 +92,13 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
-    from sae_lens_stitch.evaluation.activations import fit_activations, read_activation_file
-
     folder = prepare_sae_out(args.out, args.overwrite)
-    raw = read_activation_file(args.activations)
-    raw_eval = read_activation_file(args.eval_activations) if args.eval_activations else None
+    raws = _read_files(args)
     sae = load(args, args.sae)
-    from sae_lens_stitch.assembly.assemble import split_tokens
     from sae_lens_stitch.assembly.refit import refit_with_result
     from sae_lens_stitch.evaluation.metrics import evaluate
 
-    d_in = sae.cfg.d_in
-    acts = fit_activations(raw, args.activations, d_in)
-    eval_acts = (
-        fit_activations(raw_eval, args.eval_activations, d_in) if raw_eval is not None else None
-    )
-    fit_x, ev_x = split_tokens(acts, d_in, eval_acts, args.eval_fraction)
+    fit_x, ev_x = _fit_and_eval(args, raws, sae.cfg.d_in)
     new, info = refit_with_result(sae, fit_x)
     before, after = evaluate(sae, ev_x), evaluate(new, ev_x)
     saved = _save(new, folder, args.overwrite)
