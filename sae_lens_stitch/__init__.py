@@ -186,7 +186,13 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
         SourceSAE as SourceSAE,
     )
     from sae_lens_stitch.provenance import (
+        display_name as display_name,
+    )
+    from sae_lens_stitch.provenance import (
         get_provenance as get_provenance,
+    )
+    from sae_lens_stitch.provenance import (
+        set_display_name as set_display_name,
     )
     from sae_lens_stitch.registry import (
         ArchitectureRule as ArchitectureRule,

@@ -86,3 +86,12 @@ class InvalidActivationsError(StitchError, ValueError):
 
 class BudgetError(StitchError, ValueError):
     """A width or L0 budget that cannot be met (e.g. below the latents that must be kept)."""
+
+
+class InvalidNameError(StitchError, ValueError):
+    """A display name that is empty or spans several lines."""
+
+
+class StudyError(StitchError, ValueError):
+    """A study that cannot run as asked: SAEs of different hooks, an unknown step, a folder
+    holding another study."""

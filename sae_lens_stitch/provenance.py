@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -62,6 +63,19 @@ class SourceSAE(BaseModel):
         if self.path is not None:
             return f"file:{self.path}"
         raise ValueError("a source needs a release, repo, content hash or path")
+
+    def display_name(self) -> str:
+        """A short name for tables and legends, never a hash nor a whole local path:
+        ``RELEASE:SAE_ID``, ``OWNER/REPO[/FOLDER]``, a local folder's own name, else
+        ``ARCHITECTURE D_SAE``."""
+        if self.release is not None and self.sae_id is not None:
+            return f"{self.release}:{self.sae_id}"
+        if self.repo_id is not None:
+            folder = (self.folder or ".").strip("/")
+            return self.repo_id if folder in ("", ".") else f"{self.repo_id}/{folder}"
+        if self.path is not None and Path(self.path).name:
+            return Path(self.path).name
+        return f"{self.architecture} {self.d_sae}"
 
 
 class LatentOrigin(BaseModel):
@@ -268,6 +282,43 @@ def describe_sae(sae: SAE[Any]) -> str:
     return f"{sae.cfg.architecture()}[{sae.cfg.d_sae}] built by " + "+".join(
         op.operation for op in prov.operations
     )
+
+
+NAME_ATTRIBUTE = "_sae_stitch_display_name"
+"""Attribute of an SAE object holding the name given by :func:`set_display_name` (kept in
+memory only: a name never enters a saved config)."""
+
+
+def check_display_name(name: object) -> str:
+    """``name`` stripped, if it is one non-empty line; else :class:`InvalidNameError`."""
+    from sae_lens_stitch.errors import InvalidNameError
+
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "\n\r\t"):
+        raise InvalidNameError(f"an SAE's display name must be one non-empty line, got {name!r}")
+    return name.strip()
+
+
+def set_display_name(sae: SAE[Any], name: str) -> None:
+    """Name ``sae`` for tables, legends and summary lines (see :func:`display_name`)."""
+    object.__setattr__(sae, NAME_ATTRIBUTE, check_display_name(name))
+
+
+def display_name(sae: SAE[Any]) -> str:
+    """The SAE's name for people: the one given by :func:`set_display_name` (or ``load_sae(...,
+    name=)``); else where it was loaded from (``RELEASE:SAE_ID``, ``OWNER/REPO/FOLDER`` or the
+    local folder's name); else, for an SAE built in this process, its architecture and width
+    and the operations that built it. Never a content hash nor an absolute path: those stay in
+    the provenance record."""
+    given = getattr(sae, NAME_ATTRIBUTE, None)
+    if isinstance(given, str) and given:
+        return given
+    prov = get_provenance(sae)
+    if prov.loaded_from is not None:
+        return prov.loaded_from.display_name()
+    if len(prov.sources) == 1 and not prov.operations:
+        return next(iter(prov.sources.values())).display_name()
+    built = "+".join(dict.fromkeys(op.operation for op in prov.operations))
+    return f"{sae.cfg.architecture()} {sae.cfg.d_sae}" + (f" ({built})" if built else "")
 
 
 def sae_identity(sae: SAE[Any]) -> SourceSAE | str:

@@ -19,7 +19,7 @@ from sae_lens_stitch.analysis.match import (
 from sae_lens_stitch.checks import check_compatible
 from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
 from sae_lens_stitch.io.sparsity import get_log_sparsity
-from sae_lens_stitch.provenance import SourceSAE, sae_identity
+from sae_lens_stitch.provenance import SourceSAE, display_name, sae_identity
 
 
 class FeatureCategory(str, Enum):
@@ -42,6 +42,10 @@ class ClassificationSummary(BaseModel):
     """Identity of the smaller SAE."""
     large: SourceSAE | str
     """Identity of the larger SAE."""
+    small_name: str = ""
+    """Display name of the smaller SAE (see :func:`sae_lens_stitch.display_name`)."""
+    large_name: str = ""
+    """Display name of the larger SAE."""
     d_sae_small: int
     d_sae_large: int
     threshold: float
@@ -126,6 +130,8 @@ def classify_from_matches(
     summary = ClassificationSummary(
         small=sae_identity(small),
         large=sae_identity(large),
+        small_name=display_name(small),
+        large_name=display_name(large),
         d_sae_small=small.cfg.d_sae,
         d_sae_large=large.cfg.d_sae,
         threshold=threshold,

@@ -52,7 +52,7 @@ from sae_lens_stitch.evaluation.metrics import (
     VarianceAccumulator,
     iter_pairs,
 )
-from sae_lens_stitch.provenance import describe_sae
+from sae_lens_stitch.provenance import display_name
 from sae_lens_stitch.registry import encode_and_reconstruct, get_rule, output_dim
 
 _NONLINEAR_NORMS = ("constant_norm_rescale", "layer_norm")
@@ -163,14 +163,17 @@ class InsertEffectsSummary(BaseModel):
     """How inserted latents fire."""
     base_mse: Metric
     base_fvu: Metric
-    n_novel: int
-    """Latents whose insertion lowers MSE."""
-    n_reconstruction: int
-    """Latents whose insertion raises MSE."""
+    n_helps: int
+    """Helps-by-effect: latents whose insertion lowers MSE (not to be confused with
+    novel-by-cosine, the classification's "novel")."""
+    n_hurts: int
+    """Hurts-by-effect: latents whose insertion raises MSE."""
     n_dead: int
     """Latents that never fire (no effect)."""
-    mean_delta_mse_novel: float | None
-    mean_delta_mse_reconstruction: float | None
+    mean_delta_mse_helps: float | None
+    """Mean ΔMSE of the helps-by-effect latents (lower is better)."""
+    mean_delta_mse_hurts: float | None
+    """Mean ΔMSE of the hurts-by-effect latents."""
     proxy: ProxyAgreement
 
 
@@ -317,8 +320,8 @@ def insert_effects(
     delta_mse_P = delta_sse_P / acc.n
     exact_rule = get_rule(donor).exact
     summary = InsertEffectsSummary(
-        base=describe_sae(base),
-        donor=describe_sae(donor),
+        base=display_name(base),
+        donor=display_name(donor),
         n_latents=int(idx_P.numel()),
         n_tokens=acc.n,
         threshold=threshold,
@@ -328,11 +331,11 @@ def insert_effects(
         else "alone in a block_topk group of one (k=1): fires whenever its pre-activation does",
         base_mse=Metric(value=acc.mse(), better="lower"),
         base_fvu=Metric(value=acc.fvu(), better="lower"),
-        n_novel=int(novel.sum()),
-        n_reconstruction=int(recon.sum()),
+        n_helps=int(novel.sum()),
+        n_hurts=int(recon.sum()),
         n_dead=int((fires_P == 0).sum()),
-        mean_delta_mse_novel=_mean_or_none(delta_mse_P[novel]),
-        mean_delta_mse_reconstruction=_mean_or_none(delta_mse_P[recon]),
+        mean_delta_mse_helps=_mean_or_none(delta_mse_P[novel]),
+        mean_delta_mse_hurts=_mean_or_none(delta_mse_P[recon]),
         proxy=proxy_agreement(cos_P, delta_sse_P, fires_P, threshold=threshold),
     )
     return InsertEffects(

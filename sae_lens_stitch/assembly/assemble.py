@@ -45,7 +45,13 @@ from sae_lens_stitch.evaluation.metrics import (
     materialize,
 )
 from sae_lens_stitch.progress import track
-from sae_lens_stitch.provenance import Operation, describe_sae, get_provenance, set_provenance
+from sae_lens_stitch.provenance import (
+    Operation,
+    describe_sae,
+    display_name,
+    get_provenance,
+    set_provenance,
+)
 from sae_lens_stitch.registry import Part
 from sae_lens_stitch.surgery.operations import join
 
@@ -669,7 +675,7 @@ def assemble(
     times["evaluate"] = time.perf_counter() - t0
     sae_of, _ = fit.source_of(union_S)
     result = AssemblyResult(
-        saes=[describe_sae(s) for s in saes],
+        saes=[display_name(s) for s in saes],
         widths=[s.cfg.d_sae for s in saes],
         start=start,
         keep_start=keep_start,

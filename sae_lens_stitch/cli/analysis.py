@@ -22,15 +22,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         similarity_stats,
     )
     from sae_lens_stitch.checks import check_compatible
-    from sae_lens_stitch.provenance import describe_sae
+    from sae_lens_stitch.provenance import describe_sae, display_name
     from sae_lens_stitch.report.plots import plot_match_histogram
 
     check_compatible(small, large, names=("small", "large"))
     fwd = match_features(large, small, weights=args.weights)
     bwd = match_features(small, large, weights=args.weights)
     payload = {
-        "small": describe_sae(small),
-        "large": describe_sae(large),
+        "small": display_name(small),
+        "large": display_name(large),
+        "small_source": describe_sae(small),
+        "large_source": describe_sae(large),
         "d_sae_small": small.cfg.d_sae,
         "d_sae_large": large.cfg.d_sae,
         "weights": args.weights,
@@ -47,6 +49,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         bwd.best_values.cpu(),
         args.threshold,
         ("large -> small (classifies)", "small -> large (children)"),
+        title=f"max decoder cosine: {display_name(small)} vs {display_name(large)}",
     )
     f = payload["large_to_small"]
     b = payload["small_to_large"]

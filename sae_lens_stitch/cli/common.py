@@ -127,12 +127,18 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def emit(args: argparse.Namespace, payload: Any, lines: Sequence[str]) -> None:
-    """``--json``: the payload on stdout; otherwise the human summary lines."""
+    """The human summary lines on stdout; with ``--json`` they go to stderr and the payload,
+    as JSON, to stdout (so ``| jq`` reads it and the summary still shows)."""
+    summary = sys.stderr if args.json else sys.stdout
+    for line in lines:
+        print(line, file=summary)
     if args.json:
         print(json.dumps(payload, indent=2, default=str))
-    else:
-        for line in lines:
-            print(line)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def check_device(text: str) -> None:
@@ -164,14 +170,19 @@ def check_device(text: str) -> None:
             raise CLIError(f"--device {text!r} is not available: {_one_line(err)}") from None
 
 
-def load(args: argparse.Namespace, source: str) -> Any:
+def load(args: argparse.Namespace, source: str, name: str | None = None) -> Any:
     from sae_lens_stitch.io.load import load_sae
 
-    return load_sae(source, revision=None, device=args.device)
+    return load_sae(source, revision=None, device=args.device, name=name)
 
 
 def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
-    return [load(args, s) for s in sources]
+    """The SAEs, named by ``--name`` (in the order given) where given."""
+    names: list[str] = list(getattr(args, "name", None) or [])
+    if len(names) > len(sources):
+        raise CLIError(f"{len(names)} --name given for {len(sources)} SAE(s)")
+    padded: list[str | None] = [*names, *[None] * (len(sources) - len(names))]
+    return [load(args, s, n) for s, n in zip(sources, padded, strict=True)]
 
 
 def _activations(args: argparse.Namespace, sae: Any) -> Any:
@@ -208,6 +219,38 @@ def _surgery_payload(sae: Any, folder: Path) -> dict[str, Any]:
         "d_in": sae.cfg.d_in,
         "operations": [op.model_dump(mode="json") for op in prov.operations],
     }
+
+
+def judge_result(
+    args: argparse.Namespace, produced: Any, start: Any, what: str
+) -> tuple[dict[str, Any], list[str]]:
+    """With ``--activations``: evaluate the produced SAE and the SAE it started from on them,
+    a summary line, and a warning line when the produced SAE reconstructs worse (higher FVU).
+    Without: nothing."""
+    acts = _activations(args, start)
+    if acts is None:
+        return {}, []
+    from sae_lens_stitch.evaluation.metrics import evaluate
+    from sae_lens_stitch.provenance import display_name
+
+    m_new, m_start = evaluate(produced, acts), evaluate(start, acts)
+    line = (
+        f"on --activations: FVU {m_start.fvu.value:.4f} -> {m_new.fvu.value:.4f}, "
+        f"L0 {m_start.l0.value:.2f} -> {m_new.l0.value:.2f} (lower FVU is better)"
+    )
+    worse = m_new.fvu.value > m_start.fvu.value
+    if worse:
+        warn(
+            f"the {what} SAE reconstructs worse than {display_name(start)} it started from "
+            f"(FVU {m_new.fvu.value:.4f} > {m_start.fvu.value:.4f}); `sae-stitch assemble` "
+            "builds the best SAE these latents can make"
+        )
+    payload = {
+        "metrics": m_new.model_dump(mode="json"),
+        "start_metrics": m_start.model_dump(mode="json"),
+        "worse_than_start": worse,
+    }
+    return payload, [line]
 
 
 def _one_line(err: BaseException) -> str:

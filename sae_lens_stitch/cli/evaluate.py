@@ -34,7 +34,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     saes = load_all(args, args.saes)
     from sae_lens_stitch.checks import check_compatible
     from sae_lens_stitch.evaluation.metrics import evaluate
-    from sae_lens_stitch.provenance import content_hash, describe_sae
+    from sae_lens_stitch.provenance import content_hash, describe_sae, display_name
 
     for other in saes[1:]:
         check_compatible(saes[0], other)
@@ -55,13 +55,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results.append(
             {
                 "source": source,
+                "name": display_name(sae),
                 "sae": describe_sae(sae),
                 "content_hash": content_hash(sae),
                 "metrics": m.model_dump(mode="json"),
             }
         )
         lines.append(
-            f"{source}: d_sae {m.d_sae}, MSE {m.mse.value:.4g}, FVU {m.fvu.value:.4f}, "
+            f"{display_name(sae)}: d_sae {m.d_sae}, MSE {m.mse.value:.4g}, FVU {m.fvu.value:.4f}, "
             f"L0 {m.l0.value:.2f}, dead {int(m.n_dead.value)}"
         )
     payload = {

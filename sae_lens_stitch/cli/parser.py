@@ -71,10 +71,19 @@ WEIGHTS = opt(
 )
 JSON = opt("--json", action="store_true", help="also print the result as JSON on stdout")
 DEVICE = opt("--device", default="cpu", help="torch device to load SAEs on (default: cpu)")
+NAME = opt(
+    "--name",
+    action="append",
+    metavar="NAME",
+    help="display name of an SAE in tables, legends and summaries, once per SAE in the order "
+    "given (default: the folder's name, RELEASE:SAE_ID or REPO/FOLDER)",
+)
 OVERWRITE = opt("--overwrite", action="store_true", help="replace --out if it exists")
 DEAD_ACTIVATIONS = opt(
     "--activations",
-    help="optional .pt/.safetensors activations: latents that never fire on them are not inserted",
+    help="optional .pt/.safetensors/.npy activations: latents that never fire on them are not "
+    "inserted, and the result is evaluated on them against the SAE it started from (a warning "
+    "if it reconstructs worse)",
 )
 FIT_ACTIVATIONS = opt(
     "--activations",
@@ -96,7 +105,7 @@ ENDPOINT = opt("--endpoint", help="Hub endpoint URL (default: HF_ENDPOINT or hug
 PAIR = (SMALL, LARGE)
 BASE_DONOR = (BASE, DONOR)
 SPLIT = (FIT_ACTIVATIONS, EVAL_ACTIVATIONS, EVAL_FRACTION)
-OUTPUT = (JSON, DEVICE)
+OUTPUT = (JSON, DEVICE, NAME)
 
 
 # --- checks per command (no heavy import) ----------------------------------------------------
@@ -220,6 +229,10 @@ COMMANDS: tuple[Command, ...] = (
             opt(
                 "--families",
                 help="family numbers to swap, as listed by 'families' (e.g. 0,2,5-9; default: all)",
+            ),
+            DEAD_ACTIVATIONS.but(
+                help="optional .pt/.safetensors/.npy activations to evaluate the result on, "
+                "against the base (a warning if it reconstructs worse)"
             ),
             THRESHOLD,
             WEIGHTS,

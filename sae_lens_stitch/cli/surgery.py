@@ -10,6 +10,7 @@ from sae_lens_stitch.cli.common import (
     _save,
     _surgery_payload,
     emit,
+    judge_result,
     load_all,
     parse_indices,
     prepare_sae_out,
@@ -26,16 +27,22 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         base, donor, indices, threshold=args.threshold, activations=_activations(args, donor)
     )
     saved = _save(new, folder, args.overwrite)
-    payload = _surgery_payload(new, saved) | {
-        "n_inserted": new.cfg.d_sae - base.cfg.d_sae,
-        "d_sae_base": base.cfg.d_sae,
-    }
+    judged, judged_lines = judge_result(args, new, base, "stitched")
+    payload = (
+        _surgery_payload(new, saved)
+        | {
+            "n_inserted": new.cfg.d_sae - base.cfg.d_sae,
+            "d_sae_base": base.cfg.d_sae,
+        }
+        | judged
+    )
     emit(
         args,
         payload,
         [
             f"stitched {payload['n_inserted']} donor latents into the base "
             f"({base.cfg.d_sae} -> {new.cfg.d_sae} latents)",
+            *judged_lines,
             f"saved to {saved}",
         ],
     )
@@ -67,7 +74,8 @@ def cmd_swap(args: argparse.Namespace) -> int:
         families = [all_fams[i] for i in chosen]
     new = swap(base, donor, families, threshold=args.threshold)
     saved = _save(new, folder, args.overwrite)
-    payload = _surgery_payload(new, saved)
+    judged, judged_lines = judge_result(args, new, base, "swapped")
+    payload = _surgery_payload(new, saved) | judged
     op = payload["operations"][-1]
     emit(
         args,
@@ -76,6 +84,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
             f"swapped {op.get('details', {}).get('n_families')} families: removed "
             f"{op.get('n_latents_removed')} base latents, inserted {op.get('n_latents_in')} "
             f"({base.cfg.d_sae} -> {new.cfg.d_sae} latents)",
+            *judged_lines,
             f"saved to {saved}",
         ],
     )
@@ -90,7 +99,8 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
 
     new = frankenstein(saes, threshold=args.threshold, activations=_activations(args, saes[0]))
     saved = _save(new, folder, args.overwrite)
-    payload = _surgery_payload(new, saved)
+    judged, judged_lines = judge_result(args, new, saes[0], "Frankenstein")
+    payload = _surgery_payload(new, saved) | judged
     details = payload["operations"][-1].get("details", {})
     emit(
         args,
@@ -98,6 +108,7 @@ def cmd_frankenstein(args: argparse.Namespace) -> int:
         [
             f"Frankenstein SAE of widths {details.get('widths')}: inserted "
             f"{details.get('inserted_per_width')} novel latents -> {new.cfg.d_sae} latents",
+            *judged_lines,
             f"saved to {saved}",
         ],
     )

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sae_lens import SAE
 
 from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
@@ -57,7 +57,7 @@ from sae_lens_stitch.evaluation.sparse_cache import (
     sparse_activations,
 )
 from sae_lens_stitch.progress import track
-from sae_lens_stitch.provenance import describe_sae
+from sae_lens_stitch.provenance import display_name
 from sae_lens_stitch.registry import (
     check_same_family,
     encode_and_reconstruct,
@@ -87,7 +87,14 @@ class CurvePoint(BaseModel):
     fvu: float
     l0: float
     label: str
-    """What the step did (e.g. ``+L12`` inserted large latent 12; ``swap 3: -S[4] +L[9,10]``)."""
+    """What the step did, for people (e.g. ``+L12`` inserted large latent 12;
+    ``swap 3: -S[4] +L[9,10]``); the same in fields below."""
+    added: list[int] = Field(default_factory=list)
+    """Donor (large) latents inserted at this step (their indices in the donor)."""
+    removed: list[int] = Field(default_factory=list)
+    """Base (small) latents removed at this step (their indices in the base)."""
+    family: int | None = None
+    """The family swapped at this step (its number in the families list), if any."""
 
 
 class Curve(BaseModel):
@@ -228,7 +235,15 @@ class _Residual:
             out.index_add_(0, p, v.pow(2) * sq_norm_P[p] - 2 * v * dots)
         return out
 
-    def point(self, step: int, label: str) -> CurvePoint:
+    def point(
+        self,
+        step: int,
+        label: str,
+        *,
+        added: Sequence[int] = (),
+        removed: Sequence[int] = (),
+        family: int | None = None,
+    ) -> CurvePoint:
         n = self.acc.n
         return CurvePoint(
             step=step,
@@ -237,6 +252,9 @@ class _Residual:
             fvu=self.acc.fvu(self.sse),
             l0=self.active / n,
             label=label,
+            added=list(added),
+            removed=list(removed),
+            family=family,
         )
 
 
@@ -382,7 +400,7 @@ def insertion_curve(
             track(perm, total=len(perm), description="insertion curve", show=show_progress), 1
         ):
             state.apply(lat, p, +1)
-            points.append(state.point(step, labels[p]))
+            points.append(state.point(step, labels[p], added=[int(idx_P[p])]))
     rule = get_rule(donor)
     donor_k = getattr(donor.cfg, "k", None)
     exact = rule.exact or (
@@ -390,8 +408,8 @@ def insertion_curve(
     )
     return Curve(
         kind=kind,
-        base=describe_sae(base),
-        donor=describe_sae(donor),
+        base=display_name(base),
+        donor=display_name(donor),
         order=order_desc,
         exact=exact,
         n_tokens=state.acc.n,
@@ -531,7 +549,7 @@ def swap_curve(
     def insert_novel() -> None:
         for j, i in enumerate(novel_idx.tolist()):
             state.apply(inserted, large_idx.numel() + j, +1)
-            points.append(state.point(len(points), f"+L{i} (novel)"))
+            points.append(state.point(len(points), f"+L{i} (novel)", added=[i]))
 
     with _one_thread():
         if novel_first:
@@ -540,15 +558,21 @@ def swap_curve(
             _swap_family(state, removed, inserted, s_pos[k], l_pos[k])
             f = fams[k]
             points.append(
-                state.point(len(points), f"swap {k}: -S{f.small_indices} +L{f.large_indices}")
+                state.point(
+                    len(points),
+                    f"swap {k}: -S{f.small_indices} +L{f.large_indices}",
+                    added=f.large_indices,
+                    removed=f.small_indices,
+                    family=k,
+                )
             )
         if not novel_first:
             insert_novel()
     mono, n_up = _monotone(points)
     return Curve(
         kind="swap_families",
-        base=describe_sae(small),
-        donor=describe_sae(large),
+        base=display_name(small),
+        donor=display_name(large),
         order=(
             "novel latents in index order, then families by " + order_desc
             if novel_first
@@ -627,7 +651,7 @@ def frankenstein_plane(
         )
 
     for s in saes:
-        add(s, "trained", describe_sae(s))
+        add(s, "trained", display_name(s))
     for k, current in enumerate(steps, 1):
         add(current, "frankenstein", f"frankenstein[{'+'.join(str(w) for w in widths[: k + 1])}]")
     return FrankensteinPlane(threshold=threshold, n_tokens=x_ND.shape[0], points=points)

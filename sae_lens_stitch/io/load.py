@@ -38,9 +38,11 @@ from sae_lens_stitch.io.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log
 from sae_lens_stitch.provenance import (
     Provenance,
     SourceSAE,
+    check_display_name,
     content_hash,
     get_provenance,
     has_provenance,
+    set_display_name,
     set_provenance,
 )
 
@@ -252,6 +254,7 @@ def load_sae(
     revision: str | None = None,
     device: str = "cpu",
     dtype: DTypeLike | None = None,
+    name: str | None = None,
 ) -> SAE[Any]:
     """Load an SAE-Lens SAE from ``source`` and record where it came from.
 
@@ -267,10 +270,16 @@ def load_sae(
     the folder and a content hash (local sources). Its log10 firing rates, when the source has
     them, are kept (:func:`sae_lens_stitch.io.sparsity.get_log_sparsity`).
 
+    ``name`` is its display name in tables, legends and summaries (default: the release and
+    SAE id, the repo and folder, or the local folder's name; see
+    :func:`sae_lens_stitch.provenance.display_name`).
+
     Raises :class:`SourceNotFoundError` (no such release, SAE id, repo, revision or folder),
     :class:`OfflineError` (offline and not cached, or the Hub unreachable),
     :class:`MissingTokenError` (gated or private) and :class:`CorruptSAEError` (unreadable files).
     """
+    if name is not None:
+        check_display_name(name)
     parsed = parse_source(source, revision=revision)
     if parsed.kind == "local" and revision is not None:
         raise SourceNotFoundError(
@@ -287,4 +296,6 @@ def load_sae(
             set_log_sparsity(sae, log_sparsity)
         except ValueError as err:
             raise CorruptSAEError(f"sparsity of {parsed} does not match the SAE: {err}") from err
+    if name is not None:
+        set_display_name(sae, name)
     return sae

@@ -106,8 +106,8 @@ def _classification_section(report: StitchReport) -> Section | None:
     head = [
         "small",
         "large",
-        "novel",
-        "reconstruction",
+        "novel by cosine",
+        "reconstruction by cosine",
         "dead",
         "novel fraction",
         "mean max cos",
@@ -116,8 +116,8 @@ def _classification_section(report: StitchReport) -> Section | None:
     ]
     rows = [
         [
-            _name(c.small),
-            _name(c.large),
+            c.small_name or _name(c.small),
+            c.large_name or _name(c.large),
             str(c.n_novel),
             str(c.n_reconstruction),
             str(c.n_dead),
@@ -186,13 +186,13 @@ def _insert_effects_section(report: StitchReport) -> Section | None:
         "base",
         "donor",
         "latents",
-        "MSE down (novel)",
-        "MSE up (recon.)",
+        "helps by effect (MSE down)",
+        "hurts by effect (MSE up)",
         "dead",
-        "proxy novel & behaviour novel",
-        "proxy recon. & behaviour recon.",
-        "proxy novel, behaviour recon.",
-        "proxy recon., behaviour novel",
+        "novel by cosine & helps",
+        "reconstruction by cosine & hurts",
+        "novel by cosine, hurts",
+        "reconstruction by cosine, helps",
         "accuracy ↑",
         "AUROC ↑",
     ]
@@ -204,8 +204,8 @@ def _insert_effects_section(report: StitchReport) -> Section | None:
                 e.base,
                 e.donor,
                 str(e.n_latents),
-                str(e.n_novel),
-                str(e.n_reconstruction),
+                str(e.n_helps),
+                str(e.n_hurts),
                 str(e.n_dead),
                 str(p.both_novel),
                 str(p.both_reconstruction),
@@ -218,9 +218,10 @@ def _insert_effects_section(report: StitchReport) -> Section | None:
     return (
         "Insert effects and the cosine proxy",
         [
-            "Behaviour: inserting the latent alone into the base lowers MSE (novel) or "
-            "raises it (reconstruction). AUROC: max cosine as a score for behavioural "
-            "reconstruction."
+            "Helps / hurts by effect: inserting the latent alone into the base lowers MSE or "
+            "raises it. Novel / reconstruction by cosine: the classification's proxy (max "
+            "decoder cosine below / at or above the threshold). AUROC: max cosine as a score "
+            "for hurts-by-effect."
         ],
         (head, rows),
     )
@@ -316,7 +317,7 @@ def _sections(report: StitchReport) -> list[Section]:
 
 
 def _name(identity: SourceSAE | str) -> str:
-    return identity if isinstance(identity, str) else identity.key()
+    return identity if isinstance(identity, str) else identity.display_name()
 
 
 def render_markdown(report: StitchReport) -> str:

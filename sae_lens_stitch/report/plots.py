@@ -331,14 +331,26 @@ def plot_match_histogram(
     backward: torch.Tensor,
     threshold: float,
     titles: tuple[str, str],
+    *,
+    title: str | None = None,
 ) -> None:
-    """Overlaid histograms of max cosines in both directions, threshold marked, as one PNG."""
+    """Overlaid histograms of max cosines in both directions, threshold marked, as one PNG;
+    the x-range is fitted to the data and the threshold, ``title`` names the pair."""
     fig = Figure(figsize=(6, 3.5))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    bins = [i / 40 for i in range(-40, 41)]
-    ax.hist(forward.float().cpu().numpy(), bins=bins, alpha=0.6, label=titles[0])
-    ax.hist(backward.float().cpu().numpy(), bins=bins, alpha=0.6, label=titles[1])
+    fwd = forward.float().cpu().numpy()
+    bwd = backward.float().cpu().numpy()
+    finite = [v for v in (*fwd.tolist(), *bwd.tolist(), threshold) if v == v]
+    lo, hi = min(finite), max(finite)
+    pad = max(0.02, 0.03 * (hi - lo))
+    lo, hi = max(-1.0, lo - pad), min(1.0, hi + pad)
+    bins = [lo + (hi - lo) * i / 60 for i in range(61)]
+    ax.hist(fwd, bins=bins, alpha=0.6, label=titles[0])
+    ax.hist(bwd, bins=bins, alpha=0.6, label=titles[1])
+    ax.set_xlim(lo, hi)
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold}")
     ax.set_xlabel("max cosine similarity of decoder rows")
     ax.set_ylabel("latents")
