@@ -50,6 +50,7 @@ from sae_lens_stitch.evaluation.metrics import (
     ActivationsLike,
     Metric,
     VarianceAccumulator,
+    fraction_unexplained,
     iter_pairs,
 )
 from sae_lens_stitch.provenance import display_name
@@ -301,11 +302,44 @@ def insert_effects(
             fires_P += (a_NP != 0).sum(dim=0).cpu()
     if acc.n == 0:
         raise ValueError("activations are empty: no tokens to evaluate")
-    delta_sse_P = sum_a2_P * sq_norm_P - 2 * cross_P
-    total_var = acc.total_variance
-    delta_fvu_P = delta_sse_P / total_var if total_var > 0 else torch.zeros_like(delta_sse_P)
     if max_cosine is None:
         max_cosine = match_features(donor, base, show_progress=show_progress).best_values
+    return effects_from_sums(
+        base,
+        donor,
+        indices=idx_P,
+        delta_sse=sum_a2_P * sq_norm_P - 2 * cross_P,
+        firing_counts=fires_P,
+        base_sse=acc.sse,
+        total_variance=acc.total_variance,
+        n_tokens=acc.n,
+        max_cosine=max_cosine,
+        threshold=threshold,
+    )
+
+
+def effects_from_sums(
+    base: SAE[Any],
+    donor: SAE[Any],
+    *,
+    indices: torch.Tensor,
+    delta_sse: torch.Tensor,
+    firing_counts: torch.Tensor,
+    base_sse: float,
+    total_variance: float,
+    n_tokens: int,
+    max_cosine: torch.Tensor,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> InsertEffects:
+    """:class:`InsertEffects` from sums already gathered: each donor latent's ΔSSE [P] and
+    firing count [P] (for donor latents ``indices``), the base's SSE, the tokens' total
+    variance and count, and every donor latent's max cosine with the base ([donor d_sae])."""
+    idx_P = indices.long().cpu()
+    delta_sse_P = delta_sse.double().cpu()
+    fires_P = firing_counts.long().cpu()
+    delta_fvu_P = (
+        delta_sse_P / total_variance if total_variance > 0 else torch.zeros_like(delta_sse_P)
+    )
     cos_P = max_cosine.detach().cpu().float()[idx_P]
     labels = [
         FeatureCategory.DEAD
@@ -317,20 +351,22 @@ def insert_effects(
     recon = torch.tensor(
         [lab is FeatureCategory.RECONSTRUCTION for lab in labels], dtype=torch.bool
     )
-    delta_mse_P = delta_sse_P / acc.n
+    delta_mse_P = delta_sse_P / n_tokens
+    base_mse = base_sse / n_tokens
+    base_fvu = fraction_unexplained(base_sse, total_variance, n_tokens)
     exact_rule = get_rule(donor).exact
     summary = InsertEffectsSummary(
         base=display_name(base),
         donor=display_name(donor),
         n_latents=int(idx_P.numel()),
-        n_tokens=acc.n,
+        n_tokens=n_tokens,
         threshold=threshold,
         exact=True,
         semantics="activation in the donor"
         if exact_rule
         else "alone in a block_topk group of one (k=1): fires whenever its pre-activation does",
-        base_mse=Metric(value=acc.mse(), better="lower"),
-        base_fvu=Metric(value=acc.fvu(), better="lower"),
+        base_mse=Metric(value=base_mse, better="lower"),
+        base_fvu=Metric(value=base_fvu, better="lower"),
         n_helps=int(novel.sum()),
         n_hurts=int(recon.sum()),
         n_dead=int((fires_P == 0).sum()),

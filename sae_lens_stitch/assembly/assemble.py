@@ -484,6 +484,7 @@ def assemble(
     significance: float = 2.0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    objectives: tuple[Objective, Objective] | None = None,
 ) -> Assembly:
     """Choose latents from the union of ``saes`` (one hook, same activations) under a width
     budget, an L0 budget (mean active latents on the fit tokens), or both.
@@ -504,7 +505,11 @@ def assemble(
 
     ``significance``: a move is taken only if its fit gain is at least this many standard
     errors (of the per-token changes it makes) below zero; candidates that fail are dropped.
-    It keeps the greedy from fitting noise in its last, smallest moves (0 turns it off)."""
+    It keeps the greedy from fitting noise in its last, smallest moves (0 turns it off).
+
+    ``objectives``: the (fit, eval) objectives of ``saes`` over exactly the fit and evaluation
+    tokens, already built (:func:`~sae_lens_stitch.assembly.objective.build_objective`, e.g. by
+    :func:`sae_lens_stitch.run_study`), to skip the two passes over the data."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     check_family(saes)
@@ -524,22 +529,34 @@ def assemble(
     start_width = saes[start].cfg.d_sae if start is not None else 0
     _check_budgets(width, l0, start_width, 0.0, keep_start)  # before any pass over the data
     fit_x, ev_x = split_tokens(activations, saes[0].cfg.d_in, eval_activations, eval_fraction)
-    fit = build_objective(
-        saes,
-        fit_x,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        check=False,
-        description="assemble: fit objective",
-    )
-    ev = build_objective(
-        saes,
-        ev_x,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        check=False,
-        description="assemble: eval objective",
-    )
+    if objectives is not None:
+        fit, ev = objectives
+        n_union = sum(s.cfg.d_sae for s in saes)
+        if (fit.n_tokens, ev.n_tokens) != (fit_x.shape[0], ev_x.shape[0]) or not (
+            fit.n_latents == ev.n_latents == n_union
+        ):
+            raise InvalidActivationsError(
+                f"objectives over {fit.n_tokens} fit / {ev.n_tokens} eval tokens and "
+                f"{fit.n_latents} latents do not match the split ({fit_x.shape[0]} / "
+                f"{ev_x.shape[0]} tokens) and the family ({n_union} latents)"
+            )
+    else:
+        fit = build_objective(
+            saes,
+            fit_x,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            check=False,
+            description="assemble: fit objective",
+        )
+        ev = build_objective(
+            saes,
+            ev_x,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            check=False,
+            description="assemble: eval objective",
+        )
     times["objective"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from sae_lens_stitch.cli.common import PROG, SOURCE_HELP, CLIError, check_device
 from sae_lens_stitch.cli.demo import cmd_demo
 from sae_lens_stitch.cli.evaluate import cmd_evaluate
 from sae_lens_stitch.cli.hub import cmd_push
+from sae_lens_stitch.cli.study import cmd_study
 from sae_lens_stitch.cli.surgery import cmd_frankenstein, cmd_stitch, cmd_swap
 
 
@@ -140,6 +141,11 @@ def _check_assemble(args: argparse.Namespace) -> None:
 def _check_evaluate(args: argparse.Namespace) -> None:
     if args.n_tokens < 1:
         raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
+
+
+def _check_study(args: argparse.Namespace) -> None:
+    if len(args.saes) < 2:
+        raise CLIError(f"study needs two or more SAEs of one hook, got {len(args.saes)}")
 
 
 def _check_push(args: argparse.Namespace) -> None:
@@ -349,6 +355,43 @@ COMMANDS: tuple[Command, ...] = (
             *OUTPUT,
         ),
         check=_check_split,
+    ),
+    Command(
+        "study",
+        "the whole method on your own family: compare, classify, effects, stitch, curves, "
+        "Frankenstein, assembly, evaluation and a report, in one resumable run",
+        cmd_study,
+        (
+            SAES.but(help=f"two or more SAEs of one hook (any order): {SOURCE_HELP}"),
+            opt(
+                "--activations",
+                required=True,
+                help=".pt/.pth/.safetensors/.npy activations [..., d_in] of the SAEs' hook",
+            ),
+            opt("--config", help="a .toml/.yaml/.json file of study options (flags win)"),
+            THRESHOLD.but(default=None, help="cosine threshold for novel (default: 0.7)"),
+            opt(
+                "--eval-fraction",
+                type=float,
+                help="share of the tokens (the last ones) every figure is reported on; the rest "
+                "fit assembly and refits (default: 0.5)",
+            ),
+            opt("--max-tokens", type=int, help="use at most this many tokens (the first ones)"),
+            opt(
+                "--width",
+                type=int,
+                help="width budget of the assembled SAE (default: the second-smallest SAE's width)",
+            ),
+            opt("--l0", type=float, help="L0 budget of the assembled SAE"),
+            opt("--significance", type=float, help="assembly's significance test (default: 2)"),
+            opt("--no-refit", action="store_true", help="do not refit the assembled SAE"),
+            opt("--only", help="comma-separated steps to run (others are reused if finished)"),
+            opt("--skip", help="comma-separated steps not to run"),
+            OVERWRITE.but(help="replace a folder that holds a study of other inputs"),
+            out(None, "study folder: report.html/md/json, study.json, steps/ (resumable)"),
+            *OUTPUT,
+        ),
+        check=_check_study,
     ),
     Command(
         "push",

@@ -1,0 +1,59 @@
+"""Command study."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sae_lens_stitch.cli.common import CLIError, emit, load_all, prepare_out, warn
+
+_FLAG_FIELDS = ("threshold", "eval_fraction", "max_tokens", "width", "l0", "significance")
+
+
+def _steps(text: str | None, flag: str) -> list[str] | None:
+    from sae_lens_stitch.study.config import STEPS
+
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in STEPS]
+    if unknown or not names:
+        raise CLIError(
+            f"{flag} {text!r}: unknown step(s) {unknown}; the steps are {', '.join(STEPS)}"
+        )
+    return names
+
+
+def study_config(args: argparse.Namespace) -> Any:
+    """The study's options: the --config file (if any) with the flags given on top."""
+    from sae_lens_stitch.study.config import load_config, make_config
+
+    overrides: dict[str, Any] = {
+        f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f) is not None
+    }
+    if args.no_refit:
+        overrides["refit"] = False
+    only, skip = _steps(args.only, "--only"), _steps(args.skip, "--skip")
+    if only is not None:
+        overrides["only"] = only
+    if skip is not None:
+        overrides["skip"] = skip
+    if args.config:
+        return load_config(args.config, **overrides)
+    return make_config(overrides, source="options")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    config = study_config(args)  # bad options fail before anything is loaded
+    out = prepare_out(args.out, create=False)
+    from sae_lens_stitch.evaluation.activations import read_activation_file
+
+    raw = read_activation_file(args.activations)
+    saes = load_all(args, args.saes)
+    from sae_lens_stitch.evaluation.activations import fit_activations
+    from sae_lens_stitch.study.run import run_study
+
+    acts = fit_activations(raw, args.activations, saes[0].cfg.d_in)
+    result = run_study(saes, acts, out, config=config, overwrite=args.overwrite, on_warning=warn)
+    emit(args, result.model_dump(mode="json"), result.lines())
+    return 0

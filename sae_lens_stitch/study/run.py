@@ -1,0 +1,779 @@
+"""The whole method on a user's own family, in one call: :func:`run_study`.
+
+Steps (see :data:`~sae_lens_stitch.study.config.STEPS`), each over every adjacent width pair
+where it applies: evaluate the trained SAEs; compare (max-cosine statistics and histograms);
+classify (novel by cosine, dead latents, families); insert effects (helps / hurts by effect);
+stitch (the smaller SAE with every novel-by-cosine latent of the larger, and with the
+helps-by-effect ones only); swap curves; Frankenstein's SAE and the L0-FVU plane; assembly
+(the best SAE the family's latents make under a width / L0 budget, refit) with the Pareto
+plane; the report (HTML / Markdown / JSON with plots).
+
+The tokens are split once: every figure is reported on the last ``eval_fraction`` of them, and
+assembly and refits are fitted on the rest. Each SAE is encoded once per token set
+(:class:`~sae_lens_stitch.study.shared.SharedEncodings`) and every exact figure comes from that
+one pass; swap curves and the Pareto baselines make their own passes.
+
+Resumable: each step writes ``OUT/steps/NAME/`` (``result.json``, plots, SAE folders) into a
+temporary folder renamed into place when it is complete, so a step folder is whole or absent.
+A second run with the same inputs and options reuses every finished step; ``OUT/study.json``
+records the inputs' fingerprint, and a run with other inputs refuses the folder unless told to
+overwrite it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sae_lens import SAE
+
+from sae_lens_stitch._atomic import atomic_write_text
+from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
+from sae_lens_stitch.analysis.effects import effects_from_sums, insert_effects
+from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
+from sae_lens_stitch.analysis.match import match_features, similarity_histogram, similarity_stats
+from sae_lens_stitch.errors import StitchError, StudyError
+from sae_lens_stitch.evaluation.curves import (
+    Curve,
+    FrankensteinPlane,
+    PlanePoint,
+    swap_curve,
+)
+from sae_lens_stitch.evaluation.metrics import Metrics, evaluate, materialize
+from sae_lens_stitch.io.save import save_sae
+from sae_lens_stitch.provenance import content_hash, display_name, get_provenance
+from sae_lens_stitch.report.document import PlotFiles, StitchReport, write_report
+from sae_lens_stitch.report.plots import (
+    plot_curves,
+    plot_frankenstein_plane,
+    plot_insert_effects,
+    plot_match_histogram,
+    plot_max_cosine_histograms,
+    plot_pareto,
+)
+from sae_lens_stitch.study.config import StepName, StudyConfig
+from sae_lens_stitch.study.shared import SharedEncodings
+
+STUDY_FILE = "study.json"
+RESULT_FILE = "result.json"
+STEPS_DIR = "steps"
+_TMP_MARK = ".tmp-study-"
+"""Infix of the temporary step folders this module creates (and may remove)."""
+
+
+class StudyResult(BaseModel):
+    """What :func:`run_study` did and found (``OUT/study.json``; stable JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: str
+    names: list[str]
+    """Display names of the SAEs, smallest first."""
+    widths: list[int]
+    hook_name: str | None
+    n_fit_tokens: int
+    n_eval_tokens: int
+    config: StudyConfig
+    fingerprint: str
+    """sha256 of the SAEs' weights, the tokens and the options that change results."""
+    steps_run: list[str] = Field(default_factory=list)
+    steps_reused: list[str] = Field(default_factory=list)
+    """Steps found finished in the folder (not recomputed)."""
+    findings: list[str] = Field(default_factory=list)
+    """Plain statements of what the study measured (also in the report's notes)."""
+    warnings: list[str] = Field(default_factory=list)
+    """Produced SAEs that reconstruct worse than the SAE they started from, and the like."""
+    report: str | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """A short human summary."""
+        out = [
+            f"study of {', '.join(f'{n} ({w})' for n, w in zip(self.names, self.widths, strict=True))}"
+            f": {self.n_fit_tokens} fit / {self.n_eval_tokens} evaluation tokens",
+            *(f"  {f}" for f in self.findings),
+        ]
+        if self.steps_reused:
+            out.append(f"reused finished steps: {', '.join(self.steps_reused)}")
+        if self.report:
+            out.append(f"report: {self.report}")
+        out.append(f"done in {self.seconds:.1f} s")
+        return out
+
+
+# ------------------------------------------------------------------------------ inputs
+def _check_family(saes: Sequence[SAE[Any]], names: Sequence[str]) -> None:
+    if len(saes) < 2:
+        raise StudyError(f"a study needs two or more SAEs of one hook, got {len(saes)}")
+    hooks = {n: s.cfg.metadata.hook_name for n, s in zip(names, saes, strict=True)}
+    if len(set(hooks.values())) > 1:
+        listed = ", ".join(f"{n}: {h!r}" for n, h in hooks.items())
+        raise StudyError(f"the SAEs of a study must read one hook; got {listed}")
+    d_ins = {n: s.cfg.d_in for n, s in zip(names, saes, strict=True)}
+    if len(set(d_ins.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in d_ins.items())
+        raise StudyError(f"the SAEs of a study must have one d_in; got {listed}")
+    widths = [s.cfg.d_sae for s in saes]
+    if len(set(widths)) != len(widths):
+        raise StudyError(f"the SAEs of a study must have different widths; got {widths}")
+
+
+def _fingerprint(saes: Sequence[SAE[Any]], x_ND: torch.Tensor, config: StudyConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(config.fingerprint_fields(), sort_keys=True).encode())
+    for sae in saes:
+        h.update(content_hash(sae).encode())
+    h.update(str(tuple(x_ND.shape)).encode())
+    h.update(x_ND.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _split(x_ND: torch.Tensor, config: StudyConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    n_eval = round(x_ND.shape[0] * config.eval_fraction)
+    fit, ev = x_ND[: x_ND.shape[0] - n_eval], x_ND[x_ND.shape[0] - n_eval :]
+    if fit.shape[0] < 2 or ev.shape[0] < 2:
+        raise StudyError(
+            f"too few tokens ({x_ND.shape[0]}) to split into fit and evaluation parts of two or "
+            f"more tokens each at eval_fraction {config.eval_fraction}"
+        )
+    return fit, ev
+
+
+# ------------------------------------------------------------------------------ the steps
+class _Study:
+    """State shared by the steps of one run."""
+
+    def __init__(
+        self,
+        saes: list[SAE[Any]],
+        names: list[str],
+        fit_ND: torch.Tensor,
+        eval_ND: torch.Tensor,
+        config: StudyConfig,
+        out: Path,
+        show_progress: bool | None,
+        warn: Callable[[str], None],
+    ):
+        self.saes, self.names = saes, names
+        self.fit_ND, self.eval_ND = fit_ND, eval_ND
+        self.config, self.out = config, out
+        self.show_progress = show_progress
+        self.warnings: list[str] = []
+        self._warn = warn
+        self._shared: SharedEncodings | None = None
+        self._shared_failed: str | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(itertools.pairwise(range(len(self.saes))))
+
+    def pair_name(self, k: int, j: int) -> str:
+        return f"{self.names[k]} -> {self.names[j]}"
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self._warn(message)
+
+    def shared(self) -> SharedEncodings | None:
+        """The family's encodings (built on first use); None when the family's stitching is
+        not exact (e.g. TopK), where the steps fall back to their own passes."""
+        if self._shared is None and self._shared_failed is None:
+            try:
+                self._shared = SharedEncodings.build(
+                    self.saes,
+                    self.fit_ND,
+                    self.eval_ND,
+                    batch_size=self.config.batch_size,
+                    show_progress=self.show_progress,
+                )
+            except StitchError as err:
+                self._shared_failed = str(err)
+        return self._shared
+
+    def metrics(self, sae: SAE[Any]) -> Metrics:
+        """``sae`` (a trained SAE or one made of the family's latents) on the evaluation
+        tokens: from the shared encodings where its latents map to the family, else a pass."""
+        shared = self.shared()
+        if shared is not None:
+            union = _family_union(sae, self.saes, shared)
+            if union is not None:
+                return shared.metrics(union, sae.b_dec.detach().double())
+        return evaluate(
+            sae, self.eval_ND, batch_size=self.config.batch_size, show_progress=self.show_progress
+        )
+
+    def classify(self, k: int, j: int) -> Any:
+        shared = self.shared()
+        dead = None if shared is None else shared.firing_counts(j) == 0
+        return classify_features(
+            self.saes[k],
+            self.saes[j],
+            threshold=self.config.threshold,
+            dead_mask=dead,
+            activations=self.eval_ND if shared is None else None,
+            use_stored_sparsity=False,
+            batch_size=self.config.batch_size,
+        )
+
+    def judge(self, produced: str, m_new: Metrics, start: str, m_start: Metrics) -> None:
+        if m_new.fvu.value > m_start.fvu.value:
+            self.warn(
+                f"{produced} reconstructs worse than {start} it started from (FVU "
+                f"{m_new.fvu.value:.4f} > {m_start.fvu.value:.4f} on the evaluation tokens)"
+            )
+
+
+def _family_union(
+    sae: SAE[Any], family: Sequence[SAE[Any]], shared: SharedEncodings
+) -> torch.Tensor | None:
+    """Union indices of ``sae``'s latents when each comes unscaled from a family SAE."""
+    prov = get_provenance(sae)
+    keys: dict[str, int] = {}
+    for k, member in enumerate(family):
+        member_prov = get_provenance(member)
+        if len(member_prov.sources) != 1 or member_prov.operations:
+            return None
+        keys[next(iter(member_prov.sources))] = k
+    union: list[int] = []
+    for origin in prov.latents:
+        k = keys.get(origin.source)
+        if k is None or (origin.scale is not None and origin.scale != 1.0):
+            return None
+        union.append(shared.eval.offsets[k] + origin.index)
+    if len(set(union)) != len(union):
+        return None
+    return torch.tensor(union, dtype=torch.long)
+
+
+def _plot_ref(plot: PlotFiles, folder: Path) -> dict[str, str]:
+    return {"png": Path(plot.png).name, "svg": Path(plot.svg).name, "caption": plot.caption}
+
+
+def _step_evaluate(st: _Study, folder: Path) -> dict[str, Any]:
+    shared = st.shared()
+    metrics = {}
+    for k, sae in enumerate(st.saes):
+        m = shared.trained_metrics(k) if shared is not None else st.metrics(sae)
+        metrics[st.names[k]] = m.model_dump(mode="json")
+    return {"metrics": metrics}
+
+
+def _step_compare(st: _Study, folder: Path) -> dict[str, Any]:
+    pairs, plots = [], {}
+    for k, j in st.pairs:
+        small, large = st.saes[k], st.saes[j]
+        fwd = match_features(large, small, show_progress=st.show_progress).best_values.cpu()
+        bwd = match_features(small, large, show_progress=st.show_progress).best_values.cpu()
+        t = st.config.threshold
+        png = folder / f"compare_{k}_{j}.png"
+        plot_match_histogram(
+            png,
+            fwd,
+            bwd,
+            t,
+            (f"{st.names[j]} -> {st.names[k]} (classifies)", f"{st.names[k]} -> {st.names[j]}"),
+            title=f"max decoder cosine: {st.pair_name(k, j)}",
+        )
+        plots[f"compare {st.pair_name(k, j)}"] = {"png": png.name, "svg": "", "caption": ""}
+        pairs.append(
+            {
+                "small": st.names[k],
+                "large": st.names[j],
+                "large_to_small": similarity_stats(fwd, t),
+                "small_to_large": similarity_stats(bwd, t),
+                "histogram_large_to_small": similarity_histogram(fwd),
+                "histogram_small_to_large": similarity_histogram(bwd),
+            }
+        )
+    return {"pairs": pairs, "pngs": plots}
+
+
+def _step_classify(st: _Study, folder: Path) -> dict[str, Any]:
+    pairs, classes = [], {}
+    for k, j in st.pairs:
+        cls = st.classify(k, j)
+        fams = feature_families(st.saes[k], st.saes[j], threshold=st.config.threshold)
+        classes[st.pair_name(k, j)] = cls
+        pairs.append(
+            {
+                "summary": cls.summary.model_dump(mode="json"),
+                "novel_by_cosine": cls.novel_indices.tolist(),
+                "dead": cls.indices_of(FeatureCategory.DEAD).tolist(),
+                "max_cosine": [round(float(v), 6) for v in cls.max_cosine.tolist()],
+                "families": [f.model_dump(mode="json") for f in fams],
+                "family_kinds": dict(Counter(f.kind for f in fams).most_common()),
+            }
+        )
+    plot = plot_max_cosine_histograms(classes, folder / "max_cosine", threshold=st.config.threshold)
+    return {"pairs": pairs, "plots": {"max cosine": _plot_ref(plot, folder)}}
+
+
+def _step_effects(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str, Any]:
+    shared = st.shared()
+    pairs, plots = [], {}
+    for (k, j), cls in zip(st.pairs, classify["pairs"], strict=True):
+        small, large = st.saes[k], st.saes[j]
+        max_cos = torch.tensor(cls["max_cosine"])
+        if shared is not None:
+            delta, base_sse = shared.insert_delta_sse(k, j)
+            eff = effects_from_sums(
+                small,
+                large,
+                indices=torch.arange(large.cfg.d_sae),
+                delta_sse=delta,
+                firing_counts=shared.firing_counts(j),
+                base_sse=base_sse,
+                total_variance=shared.eval.total_variance,
+                n_tokens=shared.eval.n_tokens,
+                max_cosine=max_cos,
+                threshold=st.config.threshold,
+            )
+        else:
+            eff = insert_effects(
+                small,
+                large,
+                st.eval_ND,
+                threshold=st.config.threshold,
+                max_cosine=max_cos,
+                batch_size=st.config.batch_size,
+                show_progress=st.show_progress,
+            )
+        helps = (eff.delta_mse < 0) & (eff.firing_counts > 0)
+        ranked = eff.indices[helps][torch.argsort(eff.delta_mse[helps])]
+        plot = plot_insert_effects(
+            eff, folder / f"insert_effects_{k}_{j}", title=f"insert effects {st.pair_name(k, j)}"
+        )
+        plots[f"insert effects {st.pair_name(k, j)}"] = _plot_ref(plot, folder)
+        pairs.append(
+            {
+                "summary": eff.summary.model_dump(mode="json"),
+                "helps_by_effect": ranked.tolist(),
+                "delta_mse": [float(v) for v in eff.delta_mse.tolist()],
+            }
+        )
+    return {"pairs": pairs, "plots": plots}
+
+
+def _save_named(sae: SAE[Any], folder: Path, name: str) -> str:
+    save_sae(sae, folder / name, overwrite=True)
+    return name
+
+
+def _step_stitch(
+    st: _Study,
+    folder: Path,
+    classify: dict[str, Any],
+    effects: dict[str, Any] | None,
+    evaluated: dict[str, Any],
+) -> dict[str, Any]:
+    from sae_lens_stitch.surgery.operations import stitch
+
+    pairs = []
+    for idx, (k, j) in enumerate(st.pairs):
+        small, large = st.saes[k], st.saes[j]
+        m_small = Metrics.model_validate(evaluated["metrics"][st.names[k]])
+        variants = [("novel by cosine", classify["pairs"][idx]["novel_by_cosine"])]
+        if effects is not None:
+            variants.append(("helps by effect", effects["pairs"][idx]["helps_by_effect"]))
+        entry: dict[str, Any] = {"small": st.names[k], "large": st.names[j], "variants": []}
+        for label, indices in variants:
+            if not indices:
+                continue
+            new = stitch(small, large, torch.tensor(indices, dtype=torch.long))
+            produced = f"{st.names[k]} + {len(indices)} {label} of {st.names[j]}"
+            m = st.metrics(new)
+            st.judge(produced, m, st.names[k], m_small)
+            saved = _save_named(new, folder, f"{k}_{j}_{label.replace(' ', '_')}")
+            entry["variants"].append(
+                {
+                    "label": label,
+                    "name": produced,
+                    "n_inserted": len(indices),
+                    "metrics": m.model_dump(mode="json"),
+                    "worse_than_small": m.fvu.value > m_small.fvu.value,
+                    "folder": saved,
+                }
+            )
+        pairs.append(entry)
+    return {"pairs": pairs}
+
+
+def _step_curves(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str, Any]:
+    curves = []
+    for (k, j), cls in zip(st.pairs, classify["pairs"], strict=True):
+        fams = [FeatureFamily.model_validate(f) for f in cls["families"]]
+        curves.append(
+            swap_curve(
+                st.saes[k],
+                st.saes[j],
+                st.eval_ND,
+                families=fams,
+                threshold=st.config.threshold,
+                include_novel=True,
+                batch_size=st.config.batch_size,
+                show_progress=st.show_progress,
+            )
+        )
+    plot = plot_curves(
+        curves, folder / "swap_curves", title="swap families, then insert novel latents"
+    )
+    for c in curves:
+        if not c.monotone:
+            st.warn(
+                f"the swap curve {c.base} -> {c.donor} is not monotone: MSE rises at "
+                f"{c.n_increases} of {len(c.points) - 1} steps"
+            )
+    return {
+        "curves": [c.model_dump(mode="json") for c in curves],
+        "plots": {"swap curves": _plot_ref(plot, folder)},
+    }
+
+
+def _step_frankenstein(st: _Study, folder: Path, evaluated: dict[str, Any]) -> dict[str, Any]:
+    from sae_lens_stitch.surgery.operations import frankenstein_steps
+
+    shared = st.shared()
+    dead_free = None if shared is not None else st.eval_ND
+    points = []
+    for k, name in enumerate(st.names):
+        m = Metrics.model_validate(evaluated["metrics"][name])
+        points.append(_plane_point(name, "trained", st.saes[k].cfg.d_sae, m))
+    last: SAE[Any] | None = None
+    for last in frankenstein_steps(st.saes, threshold=st.config.threshold, activations=dead_free):
+        points.append(
+            _plane_point(
+                f"Frankenstein {last.cfg.d_sae}", "frankenstein", last.cfg.d_sae, st.metrics(last)
+            )
+        )
+    assert last is not None
+    plane = FrankensteinPlane(
+        threshold=st.config.threshold, n_tokens=int(st.eval_ND.shape[0]), points=points
+    )
+    plot = plot_frankenstein_plane(
+        plane, folder / "frankenstein_plane", title=f"Frankenstein vs trained: {st.names}"
+    )
+    final = points[-1]
+    m_start = Metrics.model_validate(evaluated["metrics"][st.names[0]])
+    if final.fvu > m_start.fvu.value:
+        st.warn(
+            f"Frankenstein's SAE ({final.d_sae} latents) reconstructs worse than {st.names[0]} "
+            f"it started from (FVU {final.fvu:.4f} > {m_start.fvu.value:.4f})"
+        )
+    return {
+        "plane": plane.model_dump(mode="json"),
+        "folder": _save_named(last, folder, "frankenstein_sae"),
+        "plots": {"Frankenstein plane": _plot_ref(plot, folder)},
+    }
+
+
+def _plane_point(name: str, kind: Any, d_sae: int, m: Metrics) -> PlanePoint:
+    return PlanePoint(
+        name=name, kind=kind, d_sae=d_sae, l0=m.l0.value, fvu=m.fvu.value, mse=m.mse.value
+    )
+
+
+def _step_assemble(st: _Study, folder: Path) -> dict[str, Any]:
+    from sae_lens_stitch.assembly.assemble import assemble
+    from sae_lens_stitch.assembly.pareto import pareto
+
+    shared = st.shared()
+    if shared is None:
+        return {"skipped": f"assembly needs exact stitching: {st._shared_failed}"}
+    width = st.config.width
+    if width is None and st.config.l0 is None:
+        width = st.saes[1].cfg.d_sae
+    built = assemble(
+        st.saes,
+        st.fit_ND,
+        eval_activations=st.eval_ND,
+        width=width,
+        l0=st.config.l0,
+        start=0,
+        refit=st.config.refit,
+        significance=st.config.significance,
+        batch_size=st.config.batch_size,
+        show_progress=st.show_progress,
+        objectives=(shared.fit, shared.eval),
+    )
+    plane = pareto(
+        st.saes,
+        st.fit_ND,
+        st.eval_ND,
+        built,
+        threshold=st.config.threshold,
+        batch_size=st.config.batch_size,
+        show_progress=st.show_progress,
+    )
+    plot = plot_pareto(plane, folder / "pareto")
+    return {
+        "result": built.result.model_dump(mode="json"),
+        "pareto": plane.model_dump(mode="json"),
+        "folder": _save_named(built.sae, folder, "assembled_sae"),
+        "plots": {"Pareto": _plot_ref(plot, folder)},
+    }
+
+
+def _findings(st: _Study, results: dict[str, dict[str, Any]]) -> list[str]:
+    """Plain statements of what the study measured."""
+    out: list[str] = []
+    ev = results.get("evaluate")
+    if ev is not None:
+        out.append(
+            "trained: "
+            + ", ".join(
+                f"{n} FVU {Metrics.model_validate(m).fvu.value:.4f}"
+                for n, m in ev["metrics"].items()
+            )
+        )
+    for pair in (results.get("stitch") or {}).get("pairs", []):
+        for v in pair["variants"]:
+            verdict = "WORSE than" if v["worse_than_small"] else "better than"
+            out.append(
+                f"{v['name']}: FVU {v['metrics']['fvu']['value']:.4f}, {verdict} {pair['small']}"
+            )
+    fr = results.get("frankenstein")
+    if fr is not None:
+        last = fr["plane"]["points"][-1]
+        out.append(f"Frankenstein's SAE: {last['d_sae']} latents, FVU {last['fvu']:.4f}")
+    asm = results.get("assemble")
+    if asm is not None and "result" in asm:
+        r = asm["result"]
+        out.append(
+            f"assembled SAE: {r['eval']['d_sae']} latents, FVU {r['eval']['fvu']['value']:.4f}, "
+            f"L0 {r['eval']['l0']['value']:.2f} (width budget {r['width_budget']}, "
+            f"L0 budget {r['l0_budget']}, refit {r['refit']})"
+        )
+    elif asm is not None:
+        out.append(f"assembly skipped: {asm['skipped']}")
+    return out
+
+
+def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from sae_lens_stitch.analysis.classify import ClassificationSummary
+    from sae_lens_stitch.analysis.effects import InsertEffectsSummary
+    from sae_lens_stitch.assembly.pareto import Pareto
+
+    plots: dict[str, PlotFiles] = {}
+    for step, res in results.items():
+        for name, ref in (res.get("plots") or {}).items():
+            base = st.out / STEPS_DIR / step
+            plots[name] = PlotFiles(
+                png=str(base / ref["png"]), svg=str(base / ref["svg"]), caption=ref["caption"]
+            )
+    metrics: dict[str, Metrics] = {}
+    if "evaluate" in results:
+        metrics.update(
+            {
+                f"trained {n}": Metrics.model_validate(m)
+                for n, m in results["evaluate"]["metrics"].items()
+            }
+        )
+    for pair in (results.get("stitch") or {}).get("pairs", []):
+        for v in pair["variants"]:
+            metrics[v["name"]] = Metrics.model_validate(v["metrics"])
+    asm = results.get("assemble") or {}
+    if "result" in asm:
+        metrics["assembled"] = Metrics.model_validate(asm["result"]["eval"])
+    fr = results.get("frankenstein")
+    report = StitchReport(
+        title="sae-lens-stitch study: " + ", ".join(st.names),
+        threshold=st.config.threshold,
+        classifications=[
+            ClassificationSummary.model_validate(p["summary"])
+            for p in (results.get("classify") or {}).get("pairs", [])
+        ],
+        metrics=metrics,
+        insert_effects=[
+            InsertEffectsSummary.model_validate(p["summary"])
+            for p in (results.get("effects") or {}).get("pairs", [])
+        ],
+        curves=[Curve.model_validate(c) for c in (results.get("curves") or {}).get("curves", [])],
+        frankenstein=None if fr is None else FrankensteinPlane.model_validate(fr["plane"]),
+        pareto=Pareto.model_validate(asm["pareto"]) if "pareto" in asm else None,
+        plots=plots,
+        notes=[*_findings(st, results), *(f"warning: {w}" for w in st.warnings)],
+    )
+    write_report(report, st.out)
+    return {"report": str(st.out / "report.html")}
+
+
+_NEEDS: dict[StepName, tuple[StepName, ...]] = {
+    "evaluate": (),
+    "compare": (),
+    "classify": (),
+    "effects": ("classify",),
+    "stitch": ("evaluate", "classify"),
+    "curves": ("classify",),
+    "frankenstein": ("evaluate",),
+    "assemble": (),
+    "report": (),
+}
+"""Steps whose results a step reads (run first when not finished)."""
+
+
+def _run_step(st: _Study, name: StepName, folder: Path) -> dict[str, Any]:
+    r = st.results
+    if name == "evaluate":
+        return _step_evaluate(st, folder)
+    if name == "compare":
+        return _step_compare(st, folder)
+    if name == "classify":
+        return _step_classify(st, folder)
+    if name == "effects":
+        return _step_effects(st, folder, r["classify"])
+    if name == "stitch":
+        return _step_stitch(st, folder, r["classify"], r.get("effects"), r["evaluate"])
+    if name == "curves":
+        return _step_curves(st, folder, r["classify"])
+    if name == "frankenstein":
+        return _step_frankenstein(st, folder, r["evaluate"])
+    if name == "assemble":
+        return _step_assemble(st, folder)
+    return _step_report(st, folder, r)
+
+
+def _clean_leftovers(steps_dir: Path) -> None:
+    """Remove the temporary step folders of an interrupted run (only ours: marked names)."""
+    if steps_dir.is_dir():
+        for child in steps_dir.iterdir():
+            if child.is_dir() and child.name.startswith(".") and _TMP_MARK in child.name:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
+    record = out / STUDY_FILE
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != fingerprint:
+            if not overwrite:
+                raise StudyError(
+                    f"{str(out)!r} holds a study of other SAEs, tokens or options; pass "
+                    "overwrite=True (--overwrite) to replace it, or choose another folder"
+                )
+            shutil.rmtree(out / STEPS_DIR, ignore_errors=True)
+            record.unlink()
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise StudyError(
+            f"{str(out)!r} exists and is not a study folder; choose an empty or new folder"
+        )
+    (out / STEPS_DIR).mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(out / STEPS_DIR)
+
+
+def run_study(
+    saes: Sequence[SAE[Any]],
+    activations: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    config: StudyConfig | None = None,
+    names: Sequence[str] | None = None,
+    overwrite: bool = False,
+    show_progress: bool | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Run the study of ``saes`` (two or more widths of one hook, any order) on
+    ``activations`` (tensor [..., d_in]) into ``out_dir``: see the module docstring.
+
+    ``names``: display names (default :func:`~sae_lens_stitch.display_name`). ``on_warning``
+    receives each warning line as it happens (e.g. a produced SAE that reconstructs worse
+    than the SAE it started from); all are also in the result. Finished steps found in
+    ``out_dir`` are reused; a folder holding another study is refused unless ``overwrite``."""
+    start = time.perf_counter()
+    config = config or StudyConfig()
+    order = sorted(range(len(saes)), key=lambda i: saes[i].cfg.d_sae)
+    family = [saes[i] for i in order]
+    given = list(names) if names is not None else [display_name(s) for s in saes]
+    if len(given) != len(saes):
+        raise StudyError(f"{len(given)} names for {len(saes)} SAEs")
+    labels = [given[i] for i in order]
+    if len(set(labels)) != len(labels):
+        labels = [f"{n} ({s.cfg.d_sae})" for n, s in zip(labels, family, strict=True)]
+    _check_family(family, labels)
+    x_ND = materialize(activations, family[0].cfg.d_in)
+    if config.max_tokens is not None:
+        x_ND = x_ND[: config.max_tokens]
+    if not bool(torch.isfinite(x_ND).all()):
+        raise StudyError("activations hold NaN or infinite values")
+    fit_ND, eval_ND = _split(x_ND, config)
+    fingerprint = _fingerprint(family, x_ND, config)
+    out = Path(out_dir).expanduser().absolute()
+    _prepare_out(out, fingerprint, overwrite)
+    st = _Study(
+        family, labels, fit_ND, eval_ND, config, out, show_progress, on_warning or (lambda _: None)
+    )
+    result = StudyResult(
+        out_dir=str(out),
+        names=labels,
+        widths=[s.cfg.d_sae for s in family],
+        hook_name=family[0].cfg.metadata.hook_name,
+        n_fit_tokens=int(fit_ND.shape[0]),
+        n_eval_tokens=int(eval_ND.shape[0]),
+        config=config,
+        fingerprint=fingerprint,
+    )
+    atomic_write_text(out / STUDY_FILE, result.model_dump_json(indent=2))
+    wanted = config.steps()
+    todo: list[StepName] = []
+    for name in wanted:  # what they read comes first
+        for need in (*_NEEDS[name], name):
+            if need not in todo:
+                todo.append(need)
+    if "report" in todo:  # the report gathers whatever is finished
+        todo.remove("report")
+        todo.append("report")
+    for name in todo:
+        final = out / STEPS_DIR / name
+        if name != "report" and (final / RESULT_FILE).is_file():
+            st.results[name] = json.loads((final / RESULT_FILE).read_text(encoding="utf-8"))
+            st.warnings.extend(st.results[name].get("warnings", []))
+            result.steps_reused.append(name)
+            continue
+        if name == "report":
+            for done in (
+                "evaluate",
+                "compare",
+                "classify",
+                "effects",
+                "stitch",
+                "curves",
+                "frankenstein",
+                "assemble",
+            ):
+                path = out / STEPS_DIR / done / RESULT_FILE
+                if done not in st.results and path.is_file():
+                    st.results[done] = json.loads(path.read_text(encoding="utf-8"))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}{_TMP_MARK}", dir=out / STEPS_DIR))
+        try:
+            before = len(st.warnings)
+            payload = _run_step(st, name, tmp)
+            payload["warnings"] = st.warnings[before:]
+            (tmp / RESULT_FILE).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        st.results[name] = payload
+        result.steps_run.append(name)
+    result.findings = _findings(st, st.results)
+    result.warnings = st.warnings
+    if "report" in st.results:
+        result.report = st.results["report"]["report"]
+    result.seconds = time.perf_counter() - start
+    atomic_write_text(out / STUDY_FILE, result.model_dump_json(indent=2))
+    return result

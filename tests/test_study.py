@@ -1,0 +1,141 @@
+"""The study: shared encodings are exact, every step runs, the run resumes, bad input is named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from conftest import make_sae
+from sae_lens_stitch import insert_effects, stitch
+from sae_lens_stitch.cli import main
+from sae_lens_stitch.errors import StudyError
+from sae_lens_stitch.evaluation.metrics import evaluate
+from sae_lens_stitch.study import SharedEncodings, StudyConfig, load_config, run_study
+from test_assembly import acts_for, family
+
+
+@pytest.fixture(scope="module")
+def fam() -> list[SAE[Any]]:
+    return family("standard")
+
+
+@pytest.fixture(scope="module")
+def acts(fam: list[SAE[Any]]) -> torch.Tensor:
+    return acts_for(fam, n=800)
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu", "gated"])
+def test_shared_encodings_equal_their_own_passes(arch: str) -> None:
+    saes = family(arch)
+    x = acts_for(saes, n=500)
+    shared = SharedEncodings.build(saes, x[:200], x[200:])
+    ev = x[200:]
+    for k, sae in enumerate(saes):
+        want = evaluate(sae, ev)
+        got = shared.trained_metrics(k)
+        assert got.mse.value == pytest.approx(want.mse.value, rel=1e-5)
+        assert got.l0.value == pytest.approx(want.l0.value)
+        assert torch.equal(shared.firing_counts(k) == 0, want_dead(sae, ev))
+    delta, base_sse = shared.insert_delta_sse(0, 2)
+    eff = insert_effects(saes[0], saes[2], ev)
+    assert base_sse == pytest.approx(eff.summary.base_mse.value * ev.shape[0], rel=1e-5)
+    torch.testing.assert_close(delta, eff.delta_sse, rtol=1e-4, atol=1e-6 * base_sse)
+    chosen = torch.tensor([0, 3, 5, 11])
+    st = stitch(saes[0], saes[2], chosen)
+    union = torch.cat([shared.union(0), shared.union(2, chosen)])
+    assert shared.metrics(union, saes[0].b_dec.detach().double()).mse.value == pytest.approx(
+        evaluate(st, ev).mse.value, rel=1e-5
+    )
+
+
+def want_dead(sae: SAE[Any], x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return (sae.encode(x) != 0).sum(0) == 0
+
+
+def test_study_runs_every_step_and_resumes(
+    fam: list[SAE[Any]], acts: torch.Tensor, tmp_path: Path
+) -> None:
+    out = tmp_path / "study"
+    warnings: list[str] = []
+    res = run_study(list(reversed(fam)), acts, out, on_warning=warnings.append)
+    assert res.widths == sorted(s.cfg.d_sae for s in fam)
+    assert res.steps_run == list(StudyConfig().steps()) and not res.steps_reused
+    assert res.warnings == warnings
+    for name in res.steps_run:
+        assert (out / "steps" / name / "result.json").is_file()
+    for f in ("report.html", "report.md", "report.json", "study.json"):
+        assert (out / f).is_file()
+    assert "sha256" not in (out / "report.md").read_text()
+    # produced SAEs are saved, loadable SAE-Lens folders
+    stitched = json.loads((out / "steps" / "stitch" / "result.json").read_text())
+    folder = stitched["pairs"][0]["variants"][0]["folder"]
+    loaded = SAE.load_from_disk(out / "steps" / "stitch" / folder)
+    assert loaded.cfg.d_sae == fam[0].cfg.d_sae + stitched["pairs"][0]["variants"][0]["n_inserted"]
+    assert res.report == str(out / "report.html")
+    # a finished step is not recomputed; an interrupted one (temporary folder left) is redone
+    (out / "steps" / ".curves.tmp-study-x").mkdir()
+    for f in (out / "steps" / "curves").iterdir():
+        f.unlink()
+    (out / "steps" / "curves").rmdir()
+    again = run_study(fam, acts, out)
+    assert again.steps_run == ["curves", "report"]
+    assert "curves" not in again.steps_reused and "assemble" in again.steps_reused
+    assert not (out / "steps" / ".curves.tmp-study-x").exists()
+    assert again.findings == res.findings
+
+
+def test_study_refuses_another_studys_folder_and_mixed_hooks(
+    fam: list[SAE[Any]], acts: torch.Tensor, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    run_study(fam[:2], acts, out, config=StudyConfig(only=["evaluate"]))
+    with pytest.raises(StudyError, match="holds a study of other"):
+        run_study(fam[:2], acts, out, config=StudyConfig(only=["evaluate"], threshold=0.5))
+    other = make_sae("standard", 20, 16, seed=9, hook_name="blocks.3.hook_resid_pre")
+    with pytest.raises(StudyError, match="blocks.3.hook_resid_pre"):
+        run_study([fam[0], other], acts, tmp_path / "t")
+    with pytest.raises(StudyError, match="two or more"):
+        run_study(fam[:1], acts, tmp_path / "u")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "u").exists()
+
+
+def test_study_config_file_and_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "study.toml"
+    toml.write_text('[study]\nthreshold = 0.6\nskip = ["curves"]\n')
+    cfg = load_config(toml, eval_fraction=0.3)
+    assert (cfg.threshold, cfg.eval_fraction) == (0.6, 0.3)
+    assert "curves" not in cfg.steps()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("threshold = 3\n")
+    with pytest.raises(StudyError, match="threshold"):
+        load_config(bad)
+    bad.write_text("only = ['nope']\n")
+    with pytest.raises(StudyError, match="nope"):
+        load_config(bad)
+
+
+def test_study_cli_end_to_end(
+    fam: list[SAE[Any]], acts: torch.Tensor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folders = []
+    for sae in fam:
+        folder = tmp_path / f"sae_{sae.cfg.d_sae}"
+        sae.save_model(folder)
+        folders.append(str(folder))
+    torch.save(acts, tmp_path / "acts.pt")
+    argv = ["--no-progress", "study", *folders, "--activations", str(tmp_path / "acts.pt")]
+    code = main([*argv, "--skip", "assemble,curves", "--out", str(tmp_path / "st")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "study of sae_8 (8), sae_14 (14), sae_22 (22)" in cap.out
+    assert "sha256" not in cap.out
+    assert f"report: {tmp_path / 'st' / 'report.html'}" in cap.out
+    code = main([*argv, "--only", "bogus", "--out", str(tmp_path / "st2")])
+    assert code == 1 and "unknown step(s) ['bogus']" in capsys.readouterr().err
+    assert not (tmp_path / "st2").exists()
