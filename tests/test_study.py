@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from sae_lens import SAE
-
 from conftest import make_sae
+from sae_lens import SAE
+from test_assembly import acts_for, family
+
 from sae_lens_stitch import insert_effects, stitch
 from sae_lens_stitch.cli import main
 from sae_lens_stitch.errors import StudyError
 from sae_lens_stitch.evaluation.metrics import evaluate
 from sae_lens_stitch.study import SharedEncodings, StudyConfig, load_config, run_study
-from test_assembly import acts_for, family
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_study_refuses_another_studys_folder_and_mixed_hooks(
     with pytest.raises(StudyError, match="holds a study of other"):
         run_study(fam[:2], acts, out, config=StudyConfig(only=["evaluate"], threshold=0.5))
     other = make_sae("standard", 20, 16, seed=9, hook_name="blocks.3.hook_resid_pre")
-    with pytest.raises(StudyError, match="blocks.3.hook_resid_pre"):
+    with pytest.raises(StudyError, match=r"blocks\.3\.hook_resid_pre"):
         run_study([fam[0], other], acts, tmp_path / "t")
     with pytest.raises(StudyError, match="two or more"):
         run_study(fam[:1], acts, tmp_path / "u")
