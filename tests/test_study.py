@@ -139,3 +139,19 @@ def test_study_cli_end_to_end(
     code = main([*argv, "--only", "bogus", "--out", str(tmp_path / "st2")])
     assert code == 1 and "unknown step(s) ['bogus']" in capsys.readouterr().err
     assert not (tmp_path / "st2").exists()
+
+
+def test_pareto_from_objectives_equals_its_own_passes(
+    fam: list[SAE[Any]], acts: torch.Tensor
+) -> None:
+    from sae_lens_stitch.assembly.pareto import pareto
+
+    fit, ev = acts[:400], acts[400:]
+    shared = SharedEncodings.build(fam, fit, ev)
+    slow = pareto(fam, fit, ev)
+    fast = pareto(fam, fit, ev, objectives=(shared.fit, shared.eval))
+    assert [p.label for p in fast.points] == [p.label for p in slow.points]
+    for a, b in zip(fast.points, slow.points, strict=True):
+        assert (a.width, a.refit) == (b.width, b.refit)
+        assert a.fvu == pytest.approx(b.fvu, rel=1e-4), a.label
+        assert a.l0 == pytest.approx(b.l0, rel=1e-6), a.label

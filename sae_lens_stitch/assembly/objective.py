@@ -536,6 +536,31 @@ def build_objective(
     )
 
 
+def family_union(
+    sae: SAE[Any], family: Sequence[SAE[Any]], offsets: Sequence[int]
+) -> torch.Tensor | None:
+    """Union indices (``offsets`` as in :class:`Objective`) of ``sae``'s latents, when ``sae``
+    is made of unscaled latents of the ``family`` SAEs (a stitched or Frankenstein SAE of
+    them, by its provenance); None otherwise."""
+    from sae_lens_stitch.provenance import get_provenance
+
+    keys: dict[str, int] = {}
+    for k, member in enumerate(family):
+        member_prov = get_provenance(member)
+        if len(member_prov.sources) != 1 or member_prov.operations:
+            return None
+        keys[next(iter(member_prov.sources))] = k
+    union: list[int] = []
+    for origin in get_provenance(sae).latents:
+        k = keys.get(origin.source)
+        if k is None or (origin.scale is not None and origin.scale != 1.0):
+            return None
+        union.append(offsets[k] + origin.index)
+    if len(set(union)) != len(union):
+        return None
+    return torch.tensor(union, dtype=torch.long)
+
+
 def _row_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """CSR row pointers of sorted row indices."""
     crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)

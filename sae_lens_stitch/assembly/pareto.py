@@ -14,8 +14,15 @@ from sae_lens import SAE
 
 from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.assembly.assemble import Assembly
-from sae_lens_stitch.assembly.refit import refit
-from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics, evaluate
+from sae_lens_stitch.assembly.objective import Objective, family_union
+from sae_lens_stitch.assembly.refit import refit, solve_scales
+from sae_lens_stitch.evaluation.curves import Curve
+from sae_lens_stitch.evaluation.metrics import (
+    DEFAULT_BATCH_SIZE,
+    Metrics,
+    evaluate,
+    metrics_from_sums,
+)
 from sae_lens_stitch.progress import track
 
 PointKind = Literal["trained", "stitch_all_novel", "frankenstein", "assembled"]
@@ -87,6 +94,32 @@ def _point(label: str, kind: PointKind, refit_: bool, m: Metrics) -> ParetoPoint
     )
 
 
+def _priced(
+    obj: Objective, union_S: torch.Tensor, s_S: torch.Tensor | None, bias_D: torch.Tensor
+) -> Metrics:
+    """Metrics of latents ``union_S`` with scales ``s_S`` and output bias ``bias_D`` on the
+    objective's tokens."""
+    idx = union_S.to(obj.c_U.device).long()
+    return metrics_from_sums(
+        sse=obj.sse_with_bias(idx, s_S, bias_D),
+        total_variance=obj.total_variance,
+        n_tokens=obj.n_tokens,
+        counts_L=obj.counts_U[idx].cpu(),
+    )
+
+
+def _refit_priced(fit: Objective, ev: Objective, union_S: torch.Tensor) -> Metrics:
+    """What :func:`refit` of the SAE made of ``union_S`` measures on the evaluation tokens:
+    scales and bias fitted on ``fit`` (latents that never fire there keep scale 1)."""
+    idx = union_S.to(fit.c_U.device).long()
+    alive = fit.counts_U[idx] > 0
+    s_alive, _ = solve_scales(fit, idx[alive])
+    scales = torch.ones(idx.numel(), dtype=torch.float64, device=idx.device)
+    scales[alive] = s_alive.to(scales.device)
+    bias = fit.best_bias(idx[alive], s_alive)
+    return _priced(ev, idx, scales, bias)
+
+
 def pareto(
     saes: Sequence[SAE[Any]],
     fit_activations: torch.Tensor,
@@ -97,20 +130,33 @@ def pareto(
     swap_pair: tuple[int, int] = (0, 1),
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    objectives: tuple[Objective, Objective] | None = None,
+    swap: Curve | None = None,
 ) -> Pareto:
     """Measure the trained SAEs of the family, their refits, the smallest with every novel
     latent of the largest stitched in (and refit), Frankenstein's SAE (and refit), the
     seed-order swap curve from the ``swap_pair[0]``-th to the ``swap_pair[1]``-th smallest SAE
     (families in order, then novel latents), and ``assembly``'s path and result. ``saes`` may
-    come in any order: they are taken smallest first."""
+    come in any order: they are taken smallest first.
+
+    ``objectives``: the (fit, eval) objectives of the sorted family over the fit and
+    evaluation tokens (as :func:`assemble` takes them): every point and refit is then priced
+    from them (exactly, without a pass per SAE). ``swap``: the swap curve, if already
+    measured on the evaluation tokens."""
     saes = sorted(saes, key=lambda s: s.cfg.d_sae)
     from sae_lens_stitch.evaluation.curves import swap_curve
     from sae_lens_stitch.surgery.operations import frankenstein, stitch
 
     def ev(sae: SAE[Any]) -> Metrics:
+        union = None if objectives is None else family_union(sae, saes, objectives[1].offsets)
+        if objectives is not None and union is not None:
+            return _priced(objectives[1], union, None, sae.b_dec.detach().double())
         return evaluate(sae, eval_activations, batch_size=batch_size, show_progress=False)
 
     def fitted(sae: SAE[Any]) -> Metrics:
+        union = None if objectives is None else family_union(sae, saes, objectives[0].offsets)
+        if objectives is not None and union is not None:
+            return _refit_priced(*objectives, union)
         return ev(refit(sae, fit_activations, batch_size=batch_size, show_progress=False))
 
     points: list[ParetoPoint] = []
@@ -141,7 +187,7 @@ def pareto(
     curves: list[ParetoCurve] = []
     if len(saes) >= 2:
         small, large = saes[swap_pair[0]], saes[swap_pair[1]]
-        curve = swap_curve(
+        curve = swap or swap_curve(
             small,
             large,
             eval_activations,

@@ -43,6 +43,7 @@ from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
 from sae_lens_stitch.analysis.effects import effects_from_sums, insert_effects
 from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
 from sae_lens_stitch.analysis.match import match_features, similarity_histogram, similarity_stats
+from sae_lens_stitch.assembly.objective import family_union
 from sae_lens_stitch.errors import StitchError, StudyError
 from sae_lens_stitch.evaluation.curves import (
     Curve,
@@ -52,7 +53,7 @@ from sae_lens_stitch.evaluation.curves import (
 )
 from sae_lens_stitch.evaluation.metrics import Metrics, evaluate, materialize
 from sae_lens_stitch.io.save import save_sae
-from sae_lens_stitch.provenance import content_hash, display_name, get_provenance
+from sae_lens_stitch.provenance import content_hash, display_name
 from sae_lens_stitch.report.document import PlotFiles, StitchReport, write_report
 from sae_lens_stitch.report.plots import (
     plot_curves,
@@ -207,7 +208,7 @@ class _Study:
         tokens: from the shared encodings where its latents map to the family, else a pass."""
         shared = self.shared()
         if shared is not None:
-            union = _family_union(sae, self.saes, shared)
+            union = family_union(sae, self.saes, shared.eval.offsets)
             if union is not None:
                 return shared.metrics(union, sae.b_dec.detach().double())
         return evaluate(
@@ -233,28 +234,6 @@ class _Study:
                 f"{produced} reconstructs worse than {start} it started from (FVU "
                 f"{m_new.fvu.value:.4f} > {m_start.fvu.value:.4f} on the evaluation tokens)"
             )
-
-
-def _family_union(
-    sae: SAE[Any], family: Sequence[SAE[Any]], shared: SharedEncodings
-) -> torch.Tensor | None:
-    """Union indices of ``sae``'s latents when each comes unscaled from a family SAE."""
-    prov = get_provenance(sae)
-    keys: dict[str, int] = {}
-    for k, member in enumerate(family):
-        member_prov = get_provenance(member)
-        if len(member_prov.sources) != 1 or member_prov.operations:
-            return None
-        keys[next(iter(member_prov.sources))] = k
-    union: list[int] = []
-    for origin in prov.latents:
-        k = keys.get(origin.source)
-        if k is None or (origin.scale is not None and origin.scale != 1.0):
-            return None
-        union.append(shared.eval.offsets[k] + origin.index)
-    if len(set(union)) != len(union):
-        return None
-    return torch.tensor(union, dtype=torch.long)
 
 
 def _plot_ref(plot: PlotFiles, folder: Path) -> dict[str, str]:
@@ -484,7 +463,7 @@ def _plane_point(name: str, kind: Any, d_sae: int, m: Metrics) -> PlanePoint:
     )
 
 
-def _step_assemble(st: _Study, folder: Path) -> dict[str, Any]:
+def _step_assemble(st: _Study, folder: Path, curves: dict[str, Any] | None) -> dict[str, Any]:
     from sae_lens_stitch.assembly.assemble import assemble
     from sae_lens_stitch.assembly.pareto import pareto
 
@@ -515,6 +494,8 @@ def _step_assemble(st: _Study, folder: Path) -> dict[str, Any]:
         threshold=st.config.threshold,
         batch_size=st.config.batch_size,
         show_progress=st.show_progress,
+        objectives=(shared.fit, shared.eval),
+        swap=None if curves is None else Curve.model_validate(curves["curves"][0]),
     )
     plot = plot_pareto(plane, folder / "pareto")
     return {
@@ -640,7 +621,7 @@ def _run_step(st: _Study, name: StepName, folder: Path) -> dict[str, Any]:
     if name == "frankenstein":
         return _step_frankenstein(st, folder, r["evaluate"])
     if name == "assemble":
-        return _step_assemble(st, folder)
+        return _step_assemble(st, folder, r.get("curves"))
     return _step_report(st, folder, r)
 
 
