@@ -155,3 +155,25 @@ def test_pareto_from_objectives_equals_its_own_passes(
         assert (a.width, a.refit) == (b.width, b.refit)
         assert a.fvu == pytest.approx(b.fvu, rel=1e-4), a.label
         assert a.l0 == pytest.approx(b.l0, rel=1e-6), a.label
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_swap_curve_from_shared_encodings_equals_its_own_encode(arch: str) -> None:
+    from sae_lens_stitch import swap_curve
+
+    saes = family(arch)
+    x = acts_for(saes, n=500)
+    shared = SharedEncodings.build(saes, x[:200], x[200:])
+    ev = x[200:]
+    slow = swap_curve(saes[0], saes[2], ev, include_novel=True)
+    fast = swap_curve(saes[0], saes[2], ev, include_novel=True, encoded=shared.pair(0, 2, ev))
+    assert [p.label for p in fast.points] == [p.label for p in slow.points]
+    for a, b in zip(fast.points, slow.points, strict=True):
+        assert (a.n_latents, a.added, a.removed, a.family) == (
+            b.n_latents,
+            b.added,
+            b.removed,
+            b.family,
+        )
+        assert a.mse == pytest.approx(b.mse, rel=1e-4, abs=1e-6)
+        assert a.l0 == pytest.approx(b.l0)

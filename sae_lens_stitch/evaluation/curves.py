@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -140,6 +141,22 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass(frozen=True)
+class PairEncodings:
+    """One encode of a (small, large) pair over the curve's tokens, made elsewhere (e.g. by a
+    study's shared encodings), so a swap curve need not encode again. Exact architectures
+    only (an inserted latent fires as in its own SAE)."""
+
+    residual_ND: torch.Tensor
+    """x - small(x), float32 [N, d_in]."""
+    active: int
+    """Non-zero activations of the small SAE over the N tokens."""
+    small: SparseLatents
+    """Every latent of the small SAE (position = latent index)."""
+    large: SparseLatents
+    """Every latent of the large SAE (position = latent index)."""
+
+
 class _Residual:
     """The residual of every token under the current SAE, updated one latent at a time.
 
@@ -194,6 +211,26 @@ class _Residual:
             if collector is None or collect is None
             else collector.build(decoder_directions(base, collect))
         )
+
+    @classmethod
+    def given(
+        cls, base: SAE[Any], x_ND: torch.Tensor, encoded: PairEncodings, collect: torch.Tensor
+    ) -> _Residual:
+        """The state from an encode made elsewhere (``encoded``), removed latents ``collect``."""
+        if encoded.residual_ND.shape != x_ND.shape:
+            raise ValueError(
+                f"encodings over {tuple(encoded.residual_ND.shape)} do not match the "
+                f"activations {tuple(x_ND.shape)}"
+            )
+        state = cls.__new__(cls)
+        state.acc = VarianceAccumulator(output_dim(base))
+        state.acc.add(x_ND)
+        state.R_ND = encoded.residual_ND.float().clone()
+        state.sse = float(state.R_ND.double().pow(2).sum())
+        state.active = encoded.active
+        state.d_sae = base.cfg.d_sae
+        state.removed = encoded.small.take(collect)
+        return state
 
     def apply(self, lat: SparseLatents, p: int, sign: int) -> None:
         """sign +1: add latent p's contribution to x̂ (insert); -1: take it away (remove).
@@ -489,6 +526,7 @@ def swap_curve(
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
     targets: ActivationsLike | None = None,
+    encoded: PairEncodings | None = None,
 ) -> Curve:
     """Swap families (default: every family at ``threshold``) from ``small`` towards ``large``
     one at a time: each step removes the family's small members and inserts its large members,
@@ -498,8 +536,17 @@ def swap_curve(
     ``include_novel``, the large SAE's novel latents (dead ones left out) are then inserted one
     at a time in index order; with ``novel_first`` they are inserted before the swaps (family
     effects for ``order="effect"`` are still measured against ``small``). Records whether MSE
-    falls monotonically."""
+    falls monotonically.
+
+    ``encoded``: the pair's encodes over ``activations``, made elsewhere (exact architectures,
+    no ``targets``): the curve then runs no SAE at all."""
     x_ND, y_ND = _prepare(small, large, activations, targets)
+    if encoded is not None and (
+        targets is not None or not get_rule(large).exact or inserted_activations != "alone"
+    ):
+        raise ValueError(
+            "encoded= needs an exact architecture, no targets and inserted_activations='alone'"
+        )
     fams = (
         list(families)
         if families is not None
@@ -509,7 +556,14 @@ def swap_curve(
 
     small_idx, large_idx = family_indices(fams, small.cfg.d_sae, large.cfg.d_sae)
     novel_idx = torch.zeros(0, dtype=torch.long)
-    if include_novel or novel_first:
+    if encoded is not None:
+        if include_novel or novel_first:
+            cand = classify_features(
+                small, large, threshold=threshold, use_stored_sparsity=False
+            ).indices_of(FeatureCategory.NOVEL)
+            novel_idx = cand[encoded.large.counts[cand] > 0]
+        inserted = encoded.large.take(torch.cat([large_idx, novel_idx]))
+    elif include_novel or novel_first:
         novel_idx, inserted = _live_latents_of(
             small,
             large,
@@ -531,8 +585,12 @@ def swap_curve(
             show_progress=show_progress,
         )
     # the removed latents' activations come from the same small encode as the residual
-    state = _Residual(
-        small, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress, collect=small_idx
+    state = (
+        _Residual.given(small, x_ND, encoded, small_idx)
+        if encoded is not None
+        else _Residual(
+            small, x_ND, y_ND, batch_size=batch_size, show_progress=show_progress, collect=small_idx
+        )
     )
     removed = state.removed
     assert removed is not None

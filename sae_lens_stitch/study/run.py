@@ -391,6 +391,7 @@ def _step_stitch(
 
 def _step_curves(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str, Any]:
     curves = []
+    shared = st.shared()
     for (k, j), cls in zip(st.pairs, classify["pairs"], strict=True):
         fams = [FeatureFamily.model_validate(f) for f in cls["families"]]
         curves.append(
@@ -403,6 +404,7 @@ def _step_curves(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str
                 include_novel=True,
                 batch_size=st.config.batch_size,
                 show_progress=st.show_progress,
+                encoded=None if shared is None else shared.pair(k, j, st.eval_ND),
             )
         )
     plot = plot_curves(

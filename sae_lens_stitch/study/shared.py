@@ -24,7 +24,9 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch.assembly.objective import Objective, build_objective
+from sae_lens_stitch.evaluation.curves import PairEncodings
 from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics, metrics_from_sums
+from sae_lens_stitch.evaluation.sparse_cache import SparseLatents
 
 
 @dataclass
@@ -91,6 +93,31 @@ class SharedEncodings:
     def firing_counts(self, k: int) -> torch.Tensor:
         """Evaluation tokens on which each latent of SAE ``k`` fires, int64 [d_sae]."""
         return self.eval.counts_U[self.union(k).to(self.eval.counts_U.device)].cpu()
+
+    def latents(self, k: int) -> SparseLatents:
+        """Every latent of SAE ``k`` on the evaluation tokens, as the curves store them."""
+        ev = self.eval
+        every = SparseLatents(
+            ptr=ev.by_latent.crow_indices().cpu(),
+            tokens=ev.by_latent.col_indices().cpu(),
+            values=ev.by_latent.values().cpu(),
+            rows_PD=ev.W_UD.cpu(),
+        )
+        return every.take(self.union(k))
+
+    def pair(self, small: int, large: int, eval_ND: torch.Tensor) -> PairEncodings:
+        """What a swap curve from SAE ``small`` to SAE ``large`` on the evaluation tokens
+        (``eval_ND``, the tokens these encodings were built on) needs, without an encode."""
+        ev = self.eval
+        union = self.union(small).to(ev.W_UD.device)
+        recon_ND = ev.reconstructions(union, torch.ones(union.numel(), dtype=torch.float64))
+        residual = (eval_ND.to(recon_ND.device).double() - recon_ND - self.bias(small)).float()
+        return PairEncodings(
+            residual_ND=residual.cpu(),
+            active=int(ev.counts_U[union].sum()),
+            small=self.latents(small),
+            large=self.latents(large),
+        )
 
     def insert_delta_sse(self, base: int, donor: int) -> tuple[torch.Tensor, float]:
         """(ΔSSE of inserting each latent of SAE ``donor`` alone into SAE ``base``, float64
