@@ -31,10 +31,46 @@ class CLIError(Exception):
 # ---------------------------------------------------------------------------- helpers
 
 
+def _json_key(data: Any, key: str, path: Path) -> Any:
+    """``data[key]`` for a dotted ``key`` (``pairs.0.helps_by_effect``)."""
+    for part in key.split("."):
+        if (
+            isinstance(data, list)
+            and part.lstrip("-").isdigit()
+            and -len(data) <= int(part) < len(data)
+        ):
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            raise CLIError(f"indices file {str(path)!r} has no {key!r} (stopped at {part!r})")
+    return data
+
+
 def parse_indices(text: str) -> list[int]:
     """``"3,5,10-12"`` -> ``[3, 5, 10, 11, 12]`` (inclusive ranges). Also reads ``@FILE``
-    (a JSON list or whitespace/comma separated integers)."""
+    (a JSON list or whitespace/comma separated integers) and ``@FILE.json:KEY``: the list of
+    integers at ``KEY`` (dotted for nesting) in a previous command's JSON output, e.g.
+    ``@runs/classify/classification.json:novel_indices`` or, from a study,
+    ``@OUT/steps/effects/result.json:pairs.0.helps_by_effect``."""
     if text.startswith("@"):
+        name, _, key = text[1:].rpartition(":") if ".json:" in text else ("", "", "")
+        if key:
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise CLIError(f"indices file {str(path)!r} does not exist")
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise CLIError(f"indices file {str(path)!r} is not valid JSON: {err}") from None
+            values = _json_key(data, key, path)
+            if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values
+            ):
+                raise CLIError(f"{key!r} in {str(path)!r} is not a list of integers")
+            if not values:
+                raise CLIError(f"{key!r} in {str(path)!r} is an empty list")
+            return list(values)
         path = Path(text[1:]).expanduser()
         if not path.is_file():
             raise CLIError(f"indices file {str(path)!r} does not exist")

@@ -143,6 +143,18 @@ def _check_evaluate(args: argparse.Namespace) -> None:
         raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
 
 
+def _check_stitch(args: argparse.Namespace) -> None:
+    k = args.top_k_by_effect
+    if k is None:
+        return
+    if args.indices is not None:
+        raise CLIError("give --indices or --top-k-by-effect, not both")
+    if k < 1:
+        raise CLIError(f"--top-k-by-effect must be positive, got {k}")
+    if not args.activations:
+        raise CLIError("--top-k-by-effect needs --activations (the effects are measured on them)")
+
+
 def _check_study(args: argparse.Namespace) -> None:
     if len(args.saes) < 2:
         raise CLIError(f"study needs two or more SAEs of one hook, got {len(args.saes)}")
@@ -215,8 +227,16 @@ COMMANDS: tuple[Command, ...] = (
             *BASE_DONOR,
             opt(
                 "--indices",
-                help="donor latents to insert, e.g. 3,5,10-12 or @file "
-                "(default: the donor's novel latents)",
+                help="donor latents to insert, e.g. 3,5,10-12, @file, or @out.json:KEY (a list "
+                "in a previous command's JSON, e.g. @classification.json:novel_indices; "
+                "default: the donor's novel-by-cosine latents)",
+            ),
+            opt(
+                "--top-k-by-effect",
+                type=int,
+                metavar="K",
+                help="insert the K donor latents that lower the base's MSE most when inserted "
+                "alone (helps-by-effect, measured on --activations)",
             ),
             DEAD_ACTIVATIONS,
             THRESHOLD,
@@ -224,6 +244,7 @@ COMMANDS: tuple[Command, ...] = (
             out(None, "folder to save the stitched SAE to (SAE-Lens layout)"),
             *OUTPUT,
         ),
+        check=_check_stitch,
     ),
     Command(
         "swap",

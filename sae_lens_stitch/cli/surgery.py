@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sae_lens_stitch.cli.common import (
     CLIError,
@@ -17,11 +18,27 @@ from sae_lens_stitch.cli.common import (
 )
 
 
+def _top_by_effect(args: argparse.Namespace, base: Any, donor: Any) -> list[int]:
+    """The ``--top-k-by-effect`` donor latents: the most helpful alone (lowest ΔMSE when
+    inserted into the base, on --activations), firing ones only, best first."""
+    from sae_lens_stitch.analysis.effects import insert_effects
+
+    eff = insert_effects(base, donor, _activations(args, donor), threshold=args.threshold)
+    helps = (eff.delta_mse < 0) & (eff.firing_counts > 0)
+    ranked = eff.indices[helps][eff.delta_mse[helps].argsort()]
+    if ranked.numel() == 0:
+        raise CLIError("no donor latent lowers the base's MSE alone on --activations")
+    return ranked[: args.top_k_by_effect].tolist()
+
+
 def cmd_stitch(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
     indices = parse_indices(args.indices) if args.indices is not None else None
     base, donor = load_all(args, [args.base, args.donor])
     from sae_lens_stitch.surgery.operations import stitch
+
+    if args.top_k_by_effect is not None:
+        indices = _top_by_effect(args, base, donor)
 
     new = stitch(
         base, donor, indices, threshold=args.threshold, activations=_activations(args, donor)
