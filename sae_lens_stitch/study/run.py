@@ -175,6 +175,8 @@ class _Study:
         self._shared: SharedEncodings | None = None
         self._shared_failed: str | None = None
         self.results: dict[str, dict[str, Any]] = {}
+        self.title: str | None = None
+        self.notes: list[str] = []
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -571,7 +573,7 @@ def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -
         metrics["assembled"] = Metrics.model_validate(asm["result"]["eval"])
     fr = results.get("frankenstein")
     report = StitchReport(
-        title="sae-lens-stitch study: " + ", ".join(st.names),
+        title=st.title or "sae-lens-stitch study: " + ", ".join(st.names),
         threshold=st.config.threshold,
         classifications=[
             ClassificationSummary.model_validate(p["summary"])
@@ -586,7 +588,11 @@ def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -
         frankenstein=None if fr is None else FrankensteinPlane.model_validate(fr["plane"]),
         pareto=Pareto.model_validate(asm["pareto"]) if "pareto" in asm else None,
         plots=plots,
-        notes=[*_findings(st, results), *(f"warning: {w}" for w in st.warnings)],
+        notes=[
+            *_findings(st, results),
+            *(f"warning: {w}" for w in st.warnings),
+            *st.notes,
+        ],
     )
     write_report(report, st.out)
     return {"report": str(st.out / "report.html")}
@@ -668,6 +674,8 @@ def run_study(
     overwrite: bool = False,
     show_progress: bool | None = None,
     on_warning: Callable[[str], None] | None = None,
+    title: str | None = None,
+    notes: Sequence[str] = (),
 ) -> StudyResult:
     """Run the study of ``saes`` (two or more widths of one hook, any order) on
     ``activations`` (tensor [..., d_in]) into ``out_dir``: see the module docstring.
@@ -675,7 +683,8 @@ def run_study(
     ``names``: display names (default :func:`~sae_lens_stitch.display_name`). ``on_warning``
     receives each warning line as it happens (e.g. a produced SAE that reconstructs worse
     than the SAE it started from); all are also in the result. Finished steps found in
-    ``out_dir`` are reused; a folder holding another study is refused unless ``overwrite``."""
+    ``out_dir`` are reused; a folder holding another study is refused unless ``overwrite``.
+    ``title`` and ``notes``: the report's title and extra notes (after the findings)."""
     start = time.perf_counter()
     config = config or StudyConfig()
     order = sorted(range(len(saes)), key=lambda i: saes[i].cfg.d_sae)
@@ -699,6 +708,7 @@ def run_study(
     st = _Study(
         family, labels, fit_ND, eval_ND, config, out, show_progress, on_warning or (lambda _: None)
     )
+    st.title, st.notes = title, list(notes)
     result = StudyResult(
         out_dir=str(out),
         names=labels,
