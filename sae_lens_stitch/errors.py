@@ -86,3 +86,15 @@ class InvalidActivationsError(StitchError, ValueError):
 
 class BudgetError(StitchError, ValueError):
     """A width or L0 budget that cannot be met (e.g. below the latents that must be kept)."""
+
+
+class InvalidModelError(StitchError, ValueError):
+    """A language model that cannot be loaded, or lacks the hook or head an operation needs."""
+
+
+class InvalidDatasetError(StitchError, ValueError):
+    """A dataset (file, folder or name) that cannot be read or holds no usable text or ids."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """The model given is not the one named in the SAE's metadata (``model_name``)."""
