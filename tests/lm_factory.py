@@ -23,7 +23,10 @@ def make_tokenizer() -> Any:
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<bos>", eos_token="<bos>", pad_token="<pad>",
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<bos>",
+        pad_token="<pad>",
         unk_token="<unk>",
     )
     # transformer-lens reloads a tokenizer by its name_or_path: give it a folder

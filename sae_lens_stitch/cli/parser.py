@@ -143,7 +143,16 @@ MODEL_BATCH_SIZE = opt(
     default=32,
     help="sequences per forward pass of the model (default: 32)",
 )
-MODEL_OPTIONS = (MODEL, DATASET, HOOK, CONTEXT_SIZE, PREPEND_BOS, CACHE_DIR, NO_CACHE, MODEL_BATCH_SIZE)
+MODEL_OPTIONS = (
+    MODEL,
+    DATASET,
+    HOOK,
+    CONTEXT_SIZE,
+    PREPEND_BOS,
+    CACHE_DIR,
+    NO_CACHE,
+    MODEL_BATCH_SIZE,
+)
 """How to get activations from a model (with ``N_TOKENS``, declared apart because evaluate's
 --n-tokens also sizes --synthetic)."""
 PAIR = (SMALL, LARGE)

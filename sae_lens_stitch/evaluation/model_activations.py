@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -218,11 +219,13 @@ def _hf_tokenizer_for(module: Any, name: str) -> Any:
 
 
 def _wrap(obj: Any, name: str, key: str, tokenizer: Any = None) -> LanguageModel:
-    if isinstance(obj, tuple) and len(obj) == 2:  # type: ignore[arg-type]
-        model, tok = obj  # type: ignore[misc]
-        return _wrap(model, name, key, tok)
+    if isinstance(obj, tuple):
+        pair: tuple[Any, ...] = obj  # pyright: ignore[reportUnknownVariableType]
+        if len(pair) == 2:
+            return _wrap(pair[0], name, key, pair[1])
     if _is_hooked_transformer(obj):
-        return LanguageModel(obj, tokenizer or obj.tokenizer, "transformer_lens", name, key)
+        module: Any = obj
+        return LanguageModel(module, tokenizer or module.tokenizer, "transformer_lens", name, key)
     if isinstance(obj, torch.nn.Module) and hasattr(obj, "config"):
         tok = tokenizer if tokenizer is not None else _hf_tokenizer_for(obj, name)
         return LanguageModel(obj.eval(), tok, "transformers", name, key)
@@ -260,7 +263,8 @@ def load_language_model(
     if not isinstance(model, (str, os.PathLike)):
         name = f"{type(model).__name__}:{getattr(getattr(model, 'cfg', None), 'model_name', '')}"
         if isinstance(model, tuple):
-            name = type(model[0]).__name__  # type: ignore[index]
+            first: Any = model[0]  # pyright: ignore[reportUnknownVariableType]
+            name = type(first).__name__
         loaded = _wrap(model, name, "", tokenizer)
         loaded.key = f"{name}#{_fingerprint(loaded.module)}"
         return _moved(loaded, device)
@@ -355,6 +359,13 @@ def _check_hook(lm: LanguageModel, hook: str) -> tuple[int | None, str | None]:
             f"blocks.L.hook_resid_pre or blocks.L.hook_resid_post with L in 0..{n - 1})"
         )
     return int(m["layer"]), m["site"]
+
+
+def _max_context(lm: LanguageModel) -> int | None:
+    if lm.backend == "transformer_lens":
+        return int(lm.module.cfg.n_ctx)
+    value = getattr(lm.module.config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) else None
 
 
 class _Stop(Exception):
@@ -516,9 +527,14 @@ def _hf_dataset_rows(data: Any, shown: str) -> tuple[str, Iterator[Any]]:
         splits = list(data.keys())
         data = data["train"] if "train" in splits else data[splits[0]]
     columns = list(getattr(data, "column_names", None) or [])
+    rows: Iterator[Any] = iter(data)
+    if not columns:  # a streamed dataset may not know its columns: look at the first row
+        first = next(rows, None)
+        columns = list(first) if isinstance(first, dict) else []
+        rows = itertools.chain([first] if first is not None else [], rows)
     for column, kind in (("input_ids", "ids"), ("tokens", "ids"), ("text", "text")):
         if column in columns:
-            return kind, (row[column] for row in data)
+            return kind, (row[column] for row in rows)
     raise InvalidDatasetError(
         f"dataset {shown!r} has columns {columns}; expected 'text', 'input_ids' or 'tokens'"
     )
@@ -562,7 +578,7 @@ def _hf_rows(path: Path, shown: str) -> tuple[str, Iterator[Any]]:
 
         if path.is_dir():
             data = datasets.load_from_disk(str(path))
-        elif path.exists() or os.sep in shown and not re.match(r"^[\w.-]+/[\w.-]+$", shown):
+        elif path.exists() or (os.sep in shown and not re.match(r"^[\w.-]+/[\w.-]+$", shown)):
             raise InvalidDatasetError(f"dataset {shown!r}: no such file or dataset folder")
         else:
             data = datasets.load_dataset(shown, split="train", streaming=True)
@@ -711,9 +727,15 @@ def _run_model(
     kept = 0
     batches = _batches(seqs, batch_size, pad_id if hf else None)
     estimate = math.ceil(n_tokens / (batch_size * context_size))
+    limit = _max_context(lm)
     for ids, mask in track(
         batches, total=estimate, description="model activations", show=show_progress
     ):
+        if limit is not None and ids.shape[1] > limit:
+            raise InvalidDatasetError(
+                f"sequences of {ids.shape[1]} tokens are longer than model {lm.name!r} accepts "
+                f"({limit}); pass a smaller context_size"
+            )
         keep = mask.bool() & ~torch.isin(ids, excluded_T)
         with torch.no_grad():
             if hf:
@@ -936,7 +958,11 @@ def language_model_metrics(
     context = context_size or getattr(meta, "context_size", None) or DEFAULT_CONTEXT_SIZE
     bos = prepend_bos if prepend_bos is not None else getattr(meta, "prepend_bos", None)
     tokens = model_tokens(
-        lm, dataset, n_tokens=n_tokens, context_size=context, prepend_bos=True if bos is None else bos
+        lm,
+        dataset,
+        n_tokens=n_tokens,
+        context_size=context,
+        prepend_bos=True if bos is None else bos,
     )
     results = []
     for sae in saes:
