@@ -49,7 +49,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,11 @@ from sae_lens_stitch.errors import (
 )
 from sae_lens_stitch.progress import track
 
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+    from sae_lens_stitch.evaluation.metrics import ModelMetrics
+
 __all__ = [
     "ActivationsSource",
     "LanguageModel",
@@ -76,6 +81,8 @@ __all__ = [
 ]
 
 Backend = Literal["transformer_lens", "transformers"]
+DatasetLike = str | os.PathLike[str] | torch.Tensor
+"""A dataset path or name, or a tensor of token ids [n_seq, seq] or [n_tokens]."""
 DEFAULT_N_TOKENS = 100_000
 DEFAULT_CONTEXT_SIZE = 128
 DEFAULT_BATCH_SIZE = 32
@@ -136,6 +143,11 @@ class LanguageModel:
     """The model as given (for records and messages)."""
     key: str
     """Identifies the model's weights in cache keys (its name, folder, or a fingerprint)."""
+
+
+ModelLike = str | os.PathLike[str] | torch.nn.Module | LanguageModel
+"""A model name, local folder or ``MODULE:CALLABLE`` factory, a model instance, or a loaded
+:class:`LanguageModel`."""
 
 
 def default_cache_dir() -> Path:
@@ -236,9 +248,9 @@ def _wrap(obj: Any, name: str, key: str, tokenizer: Any = None) -> LanguageModel
 
 
 def load_language_model(
-    model: Any = None,
+    model: ModelLike | None = None,
     *,
-    sae: Any = None,
+    sae: SAE[Any] | None = None,
     backend: Backend | None = None,
     device: str | torch.device = "cpu",
     tokenizer: Any = None,
@@ -759,10 +771,10 @@ def _run_model(
 
 
 def model_activations(
-    sae: Any,
+    sae: SAE[Any],
     *,
-    model: Any = None,
-    dataset: Any = None,
+    model: ModelLike | None = None,
+    dataset: DatasetLike | None = None,
     n_tokens: int = DEFAULT_N_TOKENS,
     hook_name: str | None = None,
     context_size: int | None = None,
@@ -895,13 +907,13 @@ def _warn_fewer(dataset: Any, got: int, asked: int) -> None:
 
 
 def model_tokens(
-    model: Any,
-    dataset: Any,
+    model: ModelLike,
+    dataset: DatasetLike,
     *,
     n_tokens: int,
     context_size: int = DEFAULT_CONTEXT_SIZE,
     prepend_bos: bool = True,
-    sae: Any = None,
+    sae: SAE[Any] | None = None,
 ) -> torch.Tensor:
     """[n_seq, context_size] token ids from ``dataset`` (tokenized as for
     :func:`model_activations`): enough full-length sequences to cover ``n_tokens`` tokens
@@ -922,10 +934,10 @@ def model_tokens(
 
 
 def language_model_metrics(
-    saes: Sequence[Any],
+    saes: Sequence[SAE[Any]],
     *,
-    model: Any = None,
-    dataset: Any = None,
+    model: ModelLike | None = None,
+    dataset: DatasetLike | None = None,
     n_tokens: int = 16_384,
     context_size: int | None = None,
     prepend_bos: bool | None = None,
@@ -933,7 +945,7 @@ def language_model_metrics(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     show_progress: bool | None = None,
-) -> list[Any]:
+) -> list[ModelMetrics]:
     """:class:`~sae_lens_stitch.evaluation.metrics.ModelMetrics` (CE loss clean / with the SAE /
     zero-ablated, loss recovered, KL) of every SAE spliced into one transformer-lens language
     model over the same ``n_tokens`` tokens of ``dataset`` (defaults from the first SAE's
