@@ -177,7 +177,7 @@ def _fingerprint(module: torch.nn.Module) -> str:
             if not isinstance(p, torch.Tensor) or not p.is_floating_point():
                 continue
             flat = p.detach().reshape(-1)
-            h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum())!r}".encode())
+            h.update(f"{name}{tuple(p.shape)}{float(flat.sum(dtype=torch.float64))!r}".encode())
             h.update(flat[:64].to("cpu", torch.float64).numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -832,7 +832,7 @@ def model_activations(
     }
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:20]
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    stem = f"{_slug(Path(lm.name).name)}__{_slug(hook)}__{key}"
+    stem = f"{_slug('/'.join(Path(lm.name).parts[-2:]))}__{_slug(hook)}__{key}"
     if use_cache and folder.is_dir():
         hit = _cache_lookup(folder, stem, n_tokens)
         if hit is not None:
