@@ -404,6 +404,22 @@ def test_transformers_backend_reproduces_the_real_familys_activations(tmp_path: 
     assert got.source.hook_name == "blocks.4.hook_resid_pre" and got.source.context_size == 128
     assert got.source.excluded_token_ids == sorted(set(tok.all_special_ids))
     torch.testing.assert_close(got.activations, want, rtol=0, atol=1e-5)
+    # text: documents joined by [SEP], each sequence [CLS] ... [SEP], special tokens dropped
+    docs = ["The cat sat on the mat.", "Ask not what your country can do for you."]
+    text = tmp_path / "two.txt"
+    text.write_text("\n".join(docs) + "\n")
+    body = [
+        t for d in docs for t in [*tok(d, add_special_tokens=False)["input_ids"], tok.sep_token_id]
+    ]
+    ids = torch.tensor([[tok.cls_token_id, *body, tok.sep_token_id]])
+    with torch.no_grad():
+        hs = bert(input_ids=ids, output_hidden_states=True).hidden_states[4]
+    want_text = hs[~torch.isin(ids, special)]
+    with pytest.warns(UserWarning, match="only"):
+        from_text = model_activations(
+            sae, model=lm, dataset=text, n_tokens=1000, cache_dir=tmp_path
+        )
+    torch.testing.assert_close(from_text.activations, want_text, rtol=0, atol=1e-5)
     assert isinstance(lm, LanguageModel)
     with pytest.raises(InvalidModelError, match="need a transformer-lens language model"):
         language_model_metrics([sae], model=lm, dataset=REALDATA / "tokens_heldout.npy")
