@@ -93,16 +93,25 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
         InvalidActivationsError as InvalidActivationsError,
     )
     from sae_lens_stitch.errors import (
+        InvalidDatasetError as InvalidDatasetError,
+    )
+    from sae_lens_stitch.errors import (
         InvalidDestinationError as InvalidDestinationError,
     )
     from sae_lens_stitch.errors import (
         InvalidIndicesError as InvalidIndicesError,
     )
     from sae_lens_stitch.errors import (
+        InvalidModelError as InvalidModelError,
+    )
+    from sae_lens_stitch.errors import (
         InvalidWeightsError as InvalidWeightsError,
     )
     from sae_lens_stitch.errors import (
         MissingTokenError as MissingTokenError,
+    )
+    from sae_lens_stitch.errors import (
+        ModelMismatchWarning as ModelMismatchWarning,
     )
     from sae_lens_stitch.errors import (
         OfflineError as OfflineError,
@@ -166,6 +175,27 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.evaluation.metrics import (
         firing_counts as firing_counts,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        ActivationsSource as ActivationsSource,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        LanguageModel as LanguageModel,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        ModelActivations as ModelActivations,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        language_model_metrics as language_model_metrics,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        load_language_model as load_language_model,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        model_activations as model_activations,
+    )
+    from sae_lens_stitch.evaluation.model_activations import (
+        model_tokens as model_tokens,
     )
     from sae_lens_stitch.io.load import load_sae as load_sae
     from sae_lens_stitch.io.publish import PushResult as PushResult

@@ -95,3 +95,15 @@ class InvalidNameError(StitchError, ValueError):
 class StudyError(StitchError, ValueError):
     """A study that cannot run as asked: SAEs of different hooks, an unknown step, a folder
     holding another study."""
+
+
+class InvalidModelError(StitchError, ValueError):
+    """A language model that cannot be loaded, or lacks the hook or head an operation needs."""
+
+
+class InvalidDatasetError(StitchError, ValueError):
+    """A dataset (file, folder or name) that cannot be read or holds no usable text or ids."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """The model given is not the one named in the SAE's metadata (``model_name``)."""

@@ -26,6 +26,7 @@ STEPS: list[tuple[str, list[str]]] = [
         "Load and save",
         ["sae_lens_stitch.io.sources", "sae_lens_stitch.io.load", "sae_lens_stitch.io.save"],
     ),
+    ("Activations from a model", ["sae_lens_stitch.evaluation.model_activations"]),
     ("Match", ["sae_lens_stitch.analysis.match"]),
     (
         "Classify and families",

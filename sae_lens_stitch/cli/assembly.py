@@ -33,8 +33,13 @@ def _fit_and_eval(args: argparse.Namespace, raws: tuple[Any, Any], d_in: int) ->
     from sae_lens_stitch.assembly.assemble import split_tokens
     from sae_lens_stitch.evaluation.activations import fit_activations
 
-    acts = fit_activations(raws[0], args.activations, d_in)
-    eval_acts = None if raws[1] is None else fit_activations(raws[1], args.eval_activations, d_in)
+    cap = args.max_tokens
+    acts = fit_activations(raws[0], args.activations, d_in, max_tokens=cap)
+    eval_acts = (
+        None
+        if raws[1] is None
+        else fit_activations(raws[1], args.eval_activations, d_in, max_tokens=cap)
+    )
     return split_tokens(acts, d_in, eval_acts, args.eval_fraction)
 
 

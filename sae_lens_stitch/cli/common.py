@@ -227,7 +227,9 @@ def _activations(args: argparse.Namespace, sae: Any) -> Any:
     """The --activations file for ``sae``'s d_in, or None when not given."""
     if not getattr(args, "activations", None):
         return None
-    return read_activations(args.activations, sae.cfg.d_in)
+    return read_activations(
+        args.activations, sae.cfg.d_in, max_tokens=getattr(args, "max_tokens", None)
+    )
 
 
 def _save(sae: Any, folder: Path, overwrite: bool) -> Path:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sae_lens_stitch.cli.activations import cmd_activations
 from sae_lens_stitch.cli.analysis import cmd_classify, cmd_compare, cmd_families
 from sae_lens_stitch.cli.assembly import cmd_assemble, cmd_refit
 from sae_lens_stitch.cli.common import PROG, SOURCE_HELP, CLIError, check_device, check_source
@@ -103,9 +104,70 @@ EVAL_FRACTION = opt(
     "(default: 0.25)",
 )
 ENDPOINT = opt("--endpoint", help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)")
+MAX_TOKENS = opt(
+    "--max-tokens",
+    type=int,
+    help="use only the first N tokens of the activation file(s) (default: all)",
+)
+# activations from a language model (``MODEL_OPTIONS`` plus ``N_TOKENS``)
+MODEL = opt(
+    "--model",
+    help="language model: a transformer-lens name, a Hugging Face transformers name or local "
+    "folder, or MODULE:CALLABLE / FILE.py:CALLABLE returning a model "
+    "(default: the SAE's metadata model_name)",
+)
+DATASET = opt(
+    "--dataset",
+    help="text (.txt one document per line, .jsonl/.json with 'text'), token ids (.npy/.pt), "
+    "a saved datasets folder or a datasets name (default: the SAE's metadata dataset_path)",
+)
+N_TOKENS = opt(
+    "--n-tokens",
+    type=int,
+    default=65536,
+    help="tokens of activations to take from --model (default: 65536)",
+)
+HOOK = opt("--hook", help="hook point (default: the SAE's metadata hook_name)")
+CONTEXT_SIZE = opt(
+    "--context-size",
+    type=int,
+    help="tokens per sequence for text (default: the SAE's metadata context_size, else 128)",
+)
+PREPEND_BOS = opt(
+    "--prepend-bos",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="start each text sequence with BOS (default: the SAE's metadata prepend_bos, else yes)",
+)
+CACHE_DIR = opt(
+    "--cache-dir",
+    help="folder of cached activations (default: $SAE_STITCH_CACHE or "
+    "~/.cache/sae_lens_stitch/activations)",
+)
+NO_CACHE = opt(
+    "--no-cache", action="store_true", help="run the model even if cached activations exist"
+)
+MODEL_BATCH_SIZE = opt(
+    "--model-batch-size",
+    type=int,
+    default=32,
+    help="sequences per forward pass of the model (default: 32)",
+)
+MODEL_OPTIONS = (
+    MODEL,
+    DATASET,
+    HOOK,
+    CONTEXT_SIZE,
+    PREPEND_BOS,
+    CACHE_DIR,
+    NO_CACHE,
+    MODEL_BATCH_SIZE,
+)
+"""How to get activations from a model (with ``N_TOKENS``, declared apart because evaluate's
+--n-tokens also sizes --synthetic)."""
 PAIR = (SMALL, LARGE)
 BASE_DONOR = (BASE, DONOR)
-SPLIT = (FIT_ACTIVATIONS, EVAL_ACTIVATIONS, EVAL_FRACTION)
+SPLIT = (FIT_ACTIVATIONS, EVAL_ACTIVATIONS, EVAL_FRACTION, MAX_TOKENS)
 OUTPUT = (JSON, DEVICE, NAME)
 
 
@@ -160,6 +222,18 @@ def _check_study(args: argparse.Namespace) -> None:
         raise CLIError(f"study needs two or more SAEs of one hook, got {len(args.saes)}")
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Shared: --n-tokens, --max-tokens, --context-size and --model-batch-size where given."""
+    for name, least in (("n_tokens", 1), ("max_tokens", 1), ("context_size", 2)):
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag} must be at least {least}, got {value}")
+    batch = getattr(args, "model_batch_size", None)
+    if batch is not None and batch < 1:
+        raise CLIError(f"--model-batch-size must be positive, got {batch}")
+
+
 def _check_push(args: argparse.Namespace) -> None:
     if args.path_in_repo is not None and not args.path_in_repo.strip("/ "):
         raise CLIError(
@@ -209,6 +283,7 @@ COMMANDS: tuple[Command, ...] = (
             DEAD_ACTIVATIONS.but(
                 help="optional .pt/.safetensors activations: never-firing latents are DEAD"
             ),
+            MAX_TOKENS,
             out("runs/classify", "folder for classification.json"),
             *OUTPUT,
         ),
@@ -239,6 +314,7 @@ COMMANDS: tuple[Command, ...] = (
                 "alone (helps-by-effect, measured on --activations)",
             ),
             DEAD_ACTIVATIONS,
+            MAX_TOKENS,
             THRESHOLD,
             OVERWRITE,
             out(None, "folder to save the stitched SAE to (SAE-Lens layout)"),
@@ -275,6 +351,7 @@ COMMANDS: tuple[Command, ...] = (
         (
             SAES.but(help=f"two or more SAEs of one hook (any order): {SOURCE_HELP}"),
             DEAD_ACTIVATIONS,
+            MAX_TOKENS,
             THRESHOLD,
             OVERWRITE,
             out(None, "folder to save the Frankenstein SAE to (SAE-Lens layout)"),
@@ -284,7 +361,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "evaluate",
-        "MSE, FVU, L0 and dead latents on activations",
+        "MSE, FVU, L0 and dead latents on activations; with --model also CE loss, loss "
+        "recovered and KL in the language model",
         cmd_evaluate,
         (
             SAES.but(help=f"one or more SAEs: {SOURCE_HELP}"),
@@ -301,17 +379,27 @@ COMMANDS: tuple[Command, ...] = (
                     ),
                 )
             ),
-            opt(
-                "--n-tokens",
-                type=int,
-                default=65536,
-                help="tokens for --synthetic (default: 65536)",
-            ),
+            MAX_TOKENS,
+            *MODEL_OPTIONS,
+            N_TOKENS.but(help="tokens for --model or --synthetic (default: 65536)"),
             opt("--seed", type=int, default=1234, help="seed for --synthetic (default: 1234)"),
             out("runs/evaluate", "folder for evaluation.json"),
             *OUTPUT,
         ),
         check=_check_evaluate,
+    ),
+    Command(
+        "activations",
+        "activations at an SAE's hook from a language model over a dataset (cached)",
+        cmd_activations,
+        (
+            opt("sae", help=f"the SAE whose hook and metadata say what to run: {SOURCE_HELP}"),
+            *MODEL_OPTIONS,
+            N_TOKENS,
+            OVERWRITE.but(help="replace --out if it exists"),
+            opt("--out", required=True, help="the .npy file to write [n_tokens, d_in] float32 to"),
+            *OUTPUT,
+        ),
     ),
     Command(
         "assemble",
@@ -510,6 +598,9 @@ def _validate(args: argparse.Namespace) -> None:
             check_source(getattr(args, name))
     for source in getattr(args, "saes", None) or []:
         check_source(source)
+    if getattr(args, "sae", None) is not None:
+        check_source(args.sae)
+    _check_counts(args)
     if args.check is not None:
         args.check(args)
     if getattr(args, "device", "cpu") != "cpu":

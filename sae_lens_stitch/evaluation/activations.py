@@ -13,19 +13,25 @@ import torch
 from sae_lens_stitch.errors import InvalidActivationsError
 
 
-def read_activations(path_text: str, d_in: int) -> torch.Tensor:
+def read_activations(path_text: str, d_in: int, *, max_tokens: int | None = None) -> torch.Tensor:
     """Activations [..., d_in] from a .pt / .pth / .safetensors / .npy file (a tensor, or a dict
-    with one tensor or with key "activations"), flattened to [N, d_in] float32."""
-    return fit_activations(read_activation_file(path_text), path_text, d_in)
+    with one tensor or with key "activations"), flattened to [N, d_in] float32; with
+    ``max_tokens``, only the first ``max_tokens`` of them."""
+    return fit_activations(read_activation_file(path_text), path_text, d_in, max_tokens=max_tokens)
 
 
-def fit_activations(data: Any, path_text: str, d_in: int) -> torch.Tensor:
-    """``data`` [..., d_in] as [N, d_in] float32; a wrong last dimension is an error."""
+def fit_activations(
+    data: Any, path_text: str, d_in: int, *, max_tokens: int | None = None
+) -> torch.Tensor:
+    """``data`` [..., d_in] as [N, d_in] float32 (the first ``max_tokens`` rows when given);
+    a wrong last dimension is an error."""
     if data.ndim < 1 or data.shape[-1] != d_in:
         raise InvalidActivationsError(
             f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
         )
-    return data.reshape(-1, d_in).float()
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidActivationsError(f"max_tokens must be positive, got {max_tokens}")
+    return data.reshape(-1, d_in)[:max_tokens].float()
 
 
 def _torch_load_tensors(path: Path, path_text: str) -> Any:
