@@ -460,3 +460,40 @@ def test_cli_evaluate_with_an_encoder_model_notes_that_lm_metrics_need_transform
     assert "model_metrics" not in entry and entry["metrics"]["n_tokens"] == 300
     assert payload["activations_source"]["hook_name"] == "blocks.4.hook_resid_pre"
     assert 0.1 < entry["metrics"]["fvu"]["value"] < 0.4  # the family's FVU is 0.23 on all tokens
+
+
+def test_cli_study_from_the_model(
+    sae: Any, sae_folder: Path, text_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """From SAE folders and a model to the report, without activation files."""
+    from sae_lens_stitch import save_sae
+
+    wide = make_sae(d_sae=48, d_in=16, seed=5, hook_name=HOOK, model_name="tiny-char-lm")
+    wide.cfg.metadata.context_size = 24
+    wide.cfg.metadata.prepend_bos = True
+    wide_folder = save_sae(wide, tmp_path / "wide", overwrite=False)
+    argv = [
+        "--no-progress",
+        "study",
+        str(sae_folder),
+        str(wide_folder),
+        "--model",
+        FACTORY,
+        "--dataset",
+        str(text_file),
+        "--n-tokens",
+        "96",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--skip",
+        "curves,assemble",
+        "--out",
+        str(tmp_path / "study"),
+    ]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "activations: 96 tokens x 16 from" in cap.err
+    assert "study of sae (32), wide (48): 48 fit / 48 evaluation tokens" in cap.out
+    assert (tmp_path / "study" / "report.html").is_file()
+    assert main([*argv[:-2], "--activations", str(text_file), "--out", str(tmp_path / "s2")]) == 1
+    assert "not both" in capsys.readouterr().err

@@ -474,8 +474,13 @@ COMMANDS: tuple[Command, ...] = (
             SAES.but(help=f"two or more SAEs of one hook (any order): {SOURCE_HELP}"),
             opt(
                 "--activations",
-                required=True,
-                help=".pt/.pth/.safetensors/.npy activations [..., d_in] of the SAEs' hook",
+                help=".pt/.pth/.safetensors/.npy activations [..., d_in] of the SAEs' hook "
+                "(or give --model / --dataset: activations from the model, cached)",
+            ),
+            *MODEL_OPTIONS,
+            N_TOKENS.but(
+                default=100_000,
+                help="tokens of activations to collect with --model (default: 100000)",
             ),
             opt("--config", help="a .toml/.yaml/.json file of study options (flags win)"),
             THRESHOLD.but(default=None, help="cosine threshold for novel (default: 0.7)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from sae_lens_stitch.cli.common import CLIError, emit, load_all, prepare_out, warn
@@ -45,15 +46,24 @@ def study_config(args: argparse.Namespace) -> Any:
 
 def cmd_study(args: argparse.Namespace) -> int:
     config = study_config(args)  # bad options fail before anything is loaded
+    if args.activations and (args.model or args.dataset):
+        raise CLIError("give --activations FILE or --model/--dataset, not both")
     out = prepare_out(args.out, create=False)
     from sae_lens_stitch.evaluation.activations import read_activation_file
 
-    raw = read_activation_file(args.activations)
+    raw = read_activation_file(args.activations) if args.activations else None
     saes = load_all(args, args.saes)
     from sae_lens_stitch.evaluation.activations import fit_activations
     from sae_lens_stitch.study.run import run_study
 
-    acts = fit_activations(raw, args.activations, saes[0].cfg.d_in)
+    if raw is not None:
+        acts = fit_activations(raw, args.activations, saes[0].cfg.d_in)
+    else:  # from the model and dataset (defaults: the SAE's metadata), cached on disk
+        from sae_lens_stitch.cli.activations import activations_from_args, describe_source
+
+        made = activations_from_args(args, saes[0])
+        print(f"activations: {describe_source(made)}", file=sys.stderr)
+        acts = made.activations
     result = run_study(saes, acts, out, config=config, overwrite=args.overwrite, on_warning=warn)
     emit(args, result.model_dump(mode="json"), result.lines())
     return 0
