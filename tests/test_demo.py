@@ -155,8 +155,11 @@ def test_demo_cli_end_to_end(demo_run: tuple[subprocess.CompletedProcess[str], P
     assert len(claims) >= 6 and all(c["measured"] for c in claims.values())
     for name in ("report.json", "report.md", "report.html"):
         assert (out / name).is_file()
-    pngs = list((out / "plots").glob("*.png"))
+    pngs = list((out / "steps").glob("*/*.png"))  # the demo is a study: plots by step
     assert len(pngs) >= 4
+    assert {"evaluate", "classify", "effects", "stitch", "curves", "frankenstein", "assemble"} <= {
+        p.name for p in (out / "steps").iterdir()
+    }
     report = json.loads((out / "report.json").read_text())
     assert report["frankenstein"]["points"] and report["classifications"]
     # the publish-ready folder loads with plain SAE-Lens and is the Frankenstein SAE

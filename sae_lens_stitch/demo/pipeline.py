@@ -1,18 +1,19 @@
 """The embedded default: the whole method on the demo family, end to end.
 
-:func:`run_demo` loads the shipped family (or retrains it), then for every adjacent width pair
-classifies the larger SAE's latents, scores the classification against the ground truth,
-measures every latent's insert effect and the cosine proxy's agreement with its sign, stitches
-the novel latents in, and swaps families one at a time (is the error curve monotone?). It
-builds the Frankenstein SAE, places it against the trained widths in the L0-FVU plane,
-evaluates every SAE, writes the report with its plots, and saves the Frankenstein SAE as a
-publish-ready SAE-Lens folder (optionally pushing it). It reports what it measured, whether or
-not that agrees with the method's claims.
+:func:`run_demo` is :func:`~sae_lens_stitch.study.run_study` on the shipped family (or a
+retrained one) with synthetic tokens (fit tokens of one seed, evaluation tokens of another),
+plus what only a family with a known ground truth allows: the classification scored against
+the ground truth, the swap curve in two more orders, and the method's claims, each with what
+was measured and whether it agrees. The study's steps (classification, insert effects,
+stitching, swap curves, Frankenstein, assembly, report) are in ``OUT/steps/``; the
+Frankenstein and assembled SAEs are also copied publish-ready to ``OUT/frankenstein_sae`` and
+``OUT/assembled_sae`` (optionally pushing the first).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from pathlib import Path
@@ -22,33 +23,23 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sae_lens_stitch._atomic import atomic_write_text
-from sae_lens_stitch.analysis.classify import ClassificationSummary, classify_features
-from sae_lens_stitch.analysis.effects import InsertEffectsSummary, insert_effects
-from sae_lens_stitch.analysis.families import feature_families
+from sae_lens_stitch.analysis.classify import ClassificationSummary
+from sae_lens_stitch.analysis.effects import InsertEffectsSummary
+from sae_lens_stitch.analysis.families import FeatureFamily
 from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
-from sae_lens_stitch.assembly.assemble import AssemblyResult, assemble
-from sae_lens_stitch.assembly.pareto import Pareto, pareto
+from sae_lens_stitch.assembly.assemble import AssemblyResult
+from sae_lens_stitch.assembly.pareto import Pareto
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
 from sae_lens_stitch.demo.scoring import NoveltyScore, score_novelty
 from sae_lens_stitch.demo.train import TrainingRecipe
-from sae_lens_stitch.evaluation.curves import (
-    Curve,
-    FrankensteinPlane,
-    frankenstein_plane,
-    swap_curve,
-)
+from sae_lens_stitch.evaluation.curves import Curve, FrankensteinPlane, swap_curve
 from sae_lens_stitch.evaluation.metrics import Metrics, evaluate
+from sae_lens_stitch.io.load import load_sae
 from sae_lens_stitch.io.save import save_sae
 from sae_lens_stitch.provenance import get_provenance
-from sae_lens_stitch.report.document import StitchReport, write_report
-from sae_lens_stitch.report.plots import (
-    plot_curves,
-    plot_frankenstein_plane,
-    plot_insert_effects,
-    plot_max_cosine_histograms,
-    plot_pareto,
-)
-from sae_lens_stitch.surgery.operations import frankenstein, stitch
+from sae_lens_stitch.study.config import StudyConfig
+from sae_lens_stitch.study.run import RESULT_FILE as STEP_RESULT
+from sae_lens_stitch.study.run import STEPS_DIR, run_study
 
 N_TOKENS = 32_768
 N_TOKENS_QUICK = 4_096
@@ -180,7 +171,7 @@ class DemoResult(BaseModel):
             r = self.assembly.result
             out.append(
                 f"  assembled: {r.eval.d_sae} latents (width budget {r.width_budget}), FVU "
-                f"{r.eval.fvu.value:.4f}, L0 {r.eval.l0.value:.2f}; see plots/pareto.png"
+                f"{r.eval.fvu.value:.4f}, L0 {r.eval.l0.value:.2f}; see steps/assemble/pareto.png"
             )
         for c in self.claims:
             mark = {True: "agrees", False: "DISAGREES", None: "n/a"}[c.agrees]
@@ -209,33 +200,31 @@ def _mean(values: torch.Tensor) -> float | None:
 
 
 def _pair(
-    small: Any,
-    large: Any,
+    k: int,
+    saes: list[Any],
     acts_ND: torch.Tensor,
     family: DemoFamily,
-    metrics: dict[int, Metrics],
+    steps: dict[str, Any],
     threshold: float,
-    out: Path,
-    plots: dict[str, Any],
-) -> tuple[PairResult, Any, Curve]:
-    name = f"{small.cfg.d_sae}->{large.cfg.d_sae}"
-    cls = classify_features(small, large, threshold=threshold, activations=acts_ND)
-    novel_mask = torch.tensor([c.value == "novel" for c in cls.categories], dtype=torch.bool)
+) -> PairResult:
+    """One width pair's figures: the study's steps, plus what only the demo measures (the
+    ground truth, and the swap curve in two more orders)."""
+    small, large = saes[k], saes[k + 1]
+    cls = steps["classify"]["pairs"][k]
+    eff = steps["effects"]["pairs"][k]
+    curve = Curve.model_validate(steps["curves"]["curves"][k])
+    stitched = steps["stitch"]["pairs"][k]["variants"][0]
+    metrics = steps["evaluate"]["metrics"]
+    m_small, m_large = (Metrics.model_validate(m) for m in list(metrics.values())[k : k + 2])
+    novel_mask = torch.zeros(large.cfg.d_sae, dtype=torch.bool)
+    novel_mask[cls["novel_by_cosine"]] = True
     score = score_novelty(small, large, novel_mask, family.truth)
-    eff = insert_effects(small, large, acts_ND, threshold=threshold, max_cosine=cls.max_cosine)
-    live = eff.firing_counts > 0
-    proxy_novel = eff.max_cosine < threshold
-    plots[f"insert_effects_{small.cfg.d_sae}_{large.cfg.d_sae}"] = plot_insert_effects(
-        eff,
-        out / "plots" / f"insert_effects_{small.cfg.d_sae}_{large.cfg.d_sae}",
-        title=f"insert effects {name}",
-    )
-    fams = feature_families(small, large, threshold=threshold)
-    stitched = stitch(small, large, cls.novel_indices)
-    m_st = evaluate(stitched, acts_ND)
-    curve = swap_curve(
-        small, large, acts_ND, families=fams, threshold=threshold, include_novel=True
-    )
+    fams = [FeatureFamily.model_validate(f) for f in cls["families"]]
+    delta = torch.tensor(eff["delta_mse"], dtype=torch.float64)
+    max_cos = torch.tensor(cls["max_cosine"])
+    dead = torch.zeros(large.cfg.d_sae, dtype=torch.bool)
+    dead[cls["dead"]] = True
+    proxy_novel = max_cos < threshold
     by_effect = swap_curve(
         small,
         large,
@@ -248,24 +237,25 @@ def _pair(
     novel_first = swap_curve(
         small, large, acts_ND, families=fams, threshold=threshold, novel_first=True
     )
-    p = eff.summary.proxy
-    result = PairResult(
+    summary = InsertEffectsSummary.model_validate(eff["summary"])
+    p = summary.proxy
+    return PairResult(
         small=small.cfg.d_sae,
         large=large.cfg.d_sae,
-        classification=cls.summary,
+        classification=ClassificationSummary.model_validate(cls["summary"]),
         ground_truth=score,
-        insert_effects=eff.summary,
+        insert_effects=summary,
         sign_agreement=p.accuracy.value,
         auroc=None if p.auroc is None else p.auroc.value,
-        mean_delta_mse_proxy_novel=_mean(eff.delta_mse[live & proxy_novel]),
-        mean_delta_mse_proxy_reconstruction=_mean(eff.delta_mse[live & ~proxy_novel]),
+        mean_delta_mse_proxy_novel=_mean(delta[~dead & proxy_novel]),
+        mean_delta_mse_proxy_reconstruction=_mean(delta[~dead & ~proxy_novel]),
         n_families=len(fams),
         n_split_families=sum(len(f.small_indices) == 1 and len(f.large_indices) > 1 for f in fams),
-        mse_small=metrics[small.cfg.d_sae].mse.value,
-        mse_stitched=m_st.mse.value,
-        d_sae_stitched=stitched.cfg.d_sae,
-        l0_small=metrics[small.cfg.d_sae].l0.value,
-        l0_stitched=m_st.l0.value,
+        mse_small=m_small.mse.value,
+        mse_stitched=stitched["metrics"]["mse"]["value"],
+        d_sae_stitched=small.cfg.d_sae + stitched["n_inserted"],
+        l0_small=m_small.l0.value,
+        l0_stitched=stitched["metrics"]["l0"]["value"],
         swap_monotone=curve.monotone,
         swap_increases=curve.n_increases,
         swap_steps=len(curve.points) - 1,
@@ -274,9 +264,8 @@ def _pair(
         swap_monotone_novel_first=novel_first.monotone,
         swap_increases_novel_first=novel_first.n_increases,
         swap_mse_end=curve.points[-1].mse,
-        mse_large=metrics[large.cfg.d_sae].mse.value,
+        mse_large=m_large.mse.value,
     )
-    return result, cls, curve
 
 
 def _claims(pairs: list[PairResult], fr: FrankensteinResult) -> list[Claim]:
@@ -383,7 +372,8 @@ def run_demo(
     overwrite: bool = False,
 ) -> DemoResult:
     """Run the whole method on the demo family and write the report into ``out_dir``
-    (created with its parents): ``report.{json,md,html}``, ``plots/``, ``demo.json`` and the
+    (created with its parents): ``report.{json,md,html}``, ``steps/`` (the study's steps and
+    their plots), ``demo.json`` and the
     publish-ready ``frankenstein_sae/`` (SAE-Lens layout). ``retrain`` first trains the family
     again into ``out_dir/family`` (minutes) and uses it; ``family`` names another family folder;
     ``push`` publishes the Frankenstein SAE to that Hub repo; ``quick`` uses fewer tokens;
@@ -401,58 +391,59 @@ def run_demo(
     fam = load_family(family)
     n_tokens = N_TOKENS_QUICK if quick else N_TOKENS
     acts_ND = fam.truth.sample(n_tokens, seed=EVAL_SEED)
+    fit_ND = fam.truth.sample(n_tokens, seed=FIT_SEED)
     saes = fam.saes
-    metrics_by_width = {s.cfg.d_sae: evaluate(s, acts_ND) for s in saes}
-    plots: dict[str, Any] = {}
-    pairs: list[PairResult] = []
-    classes: dict[str, Any] = {}
-    curves: list[Curve] = []
-    for small, large in itertools.pairwise(saes):
-        pair, cls, curve = _pair(
-            small, large, acts_ND, fam, metrics_by_width, threshold, out, plots
-        )
-        pairs.append(pair)
-        classes[f"{small.cfg.d_sae} -> {large.cfg.d_sae}"] = cls
-        curves.append(curve)
-    plots["max_cosine"] = plot_max_cosine_histograms(
-        classes, out / "plots" / "max_cosine", threshold=threshold
-    )
-    plots["swap_curves"] = plot_curves(
-        curves, out / "plots" / "swap_curves", title="swap families, then insert novel latents"
-    )
-    plane = frankenstein_plane(saes, acts_ND, threshold=threshold)
-    plots["frankenstein_plane"] = plot_frankenstein_plane(
-        plane, out / "plots" / "frankenstein_plane"
-    )
-
     widths = [s.cfg.d_sae for s in saes]
-    frank, fr = _frankenstein(saes, acts_ND, metrics_by_width, threshold, out)
-    m_fr = fr.metrics
+    names = [f"trained {w}" for w in widths]
+    config = StudyConfig(threshold=threshold, eval_fraction=0.5, width=widths[1])
+    tokens = torch.cat([fit_ND, acts_ND])  # the study reports on the second half
+    study = run_study(
+        saes,
+        tokens,
+        out,
+        config=config.model_copy(update={"skip": ["report"]}),
+        names=names,
+        overwrite=True,
+        show_progress=show_progress,
+    )
+    steps = {
+        name: json.loads((out / STEPS_DIR / name / STEP_RESULT).read_text(encoding="utf-8"))
+        for name in study.steps_run + study.steps_reused
+    }
+    metrics_by_width = {
+        w: Metrics.model_validate(steps["evaluate"]["metrics"][n])
+        for w, n in zip(widths, names, strict=True)
+    }
+    pairs = [_pair(k, saes, acts_ND, fam, steps, threshold) for k in range(len(saes) - 1)]
+    plane = FrankensteinPlane.model_validate(steps["frankenstein"]["plane"])
+    frank, fr = _frankenstein(
+        out / STEPS_DIR / "frankenstein" / steps["frankenstein"]["folder"],
+        acts_ND,
+        metrics_by_width,
+        out,
+    )
     metrics = {f"trained[{w}]": metrics_by_width[w] for w in widths}
-    metrics[f"frankenstein[{frank.cfg.d_sae}]"] = m_fr
-    assembly = _assembly(saes, fam, n_tokens, acts_ND, threshold, out, plots, show_progress)
+    metrics[f"frankenstein[{frank.cfg.d_sae}]"] = fr.metrics
+    assembly = _assembly(out, steps["assemble"])
     metrics[f"assembled[{assembly.result.eval.d_sae}]"] = assembly.result.eval
     claims = _claims(pairs, fr)
     notes = _notes(fam, widths, n_tokens, pairs, claims, assembly)
-    report = StitchReport(
+    run_study(  # the report, from the finished steps, with the demo's notes
+        saes,
+        tokens,
+        out,
+        config=config.model_copy(update={"only": ["report"]}),
+        names=names,
+        show_progress=show_progress,
         title="sae-lens-stitch demo: synthetic hierarchy family",
-        threshold=threshold,
-        classifications=[p.classification for p in pairs],
-        metrics=metrics,
-        insert_effects=[p.insert_effects for p in pairs],
-        curves=curves,
-        frankenstein=plane,
-        pareto=assembly.pareto,
-        plots=plots,
         notes=notes,
     )
-    write_report(report, out)
     pushed = None
     if push:
         from sae_lens_stitch.io.publish import push_to_hub
 
         pushed = push_to_hub(
-            frank, push, metrics=m_fr, overwrite=overwrite, endpoint=endpoint
+            frank, push, metrics=fr.metrics, overwrite=overwrite, endpoint=endpoint
         ).model_dump(mode="json")
     result = DemoResult(
         out_dir=str(out),
@@ -476,18 +467,17 @@ def run_demo(
 
 
 def _frankenstein(
-    saes: list[Any],
+    folder: Path,
     acts_ND: torch.Tensor,
     metrics_by_width: dict[int, Metrics],
-    threshold: float,
     out: Path,
 ) -> tuple[Any, FrankensteinResult]:
-    """Frankenstein's SAE of the family, evaluated, compared with the trained family
-    interpolated at its width, and saved publish-ready."""
-    frank = frankenstein(saes, threshold=threshold)
+    """The study's Frankenstein SAE, evaluated, compared with the trained family interpolated
+    at its width, and copied publish-ready to ``out/frankenstein_sae``."""
+    frank = load_sae(folder)
     m_fr = evaluate(frank, acts_ND)
     details = get_provenance(frank).operations[-1].details
-    widths = [s.cfg.d_sae for s in saes]
+    widths = sorted(metrics_by_width)
     fvu_same = _interp_log_width(
         widths, [metrics_by_width[w].fvu.value for w in widths], frank.cfg.d_sae
     )
@@ -541,31 +531,16 @@ def _notes(
     ]
 
 
-def _assembly(
-    saes: list[Any],
-    fam: DemoFamily,
-    n_tokens: int,
-    eval_ND: torch.Tensor,
-    threshold: float,
-    out: Path,
-    plots: dict[str, Any],
-    show_progress: bool | None,
-) -> AssemblyDemo:
-    """Assemble from the smallest SAE (kept) up to the second width, on tokens of another
-    seed, and compare with every fixed rule in the width-FVU and L0-FVU planes."""
-    fit_ND = fam.truth.sample(n_tokens, seed=FIT_SEED)
-    built = assemble(
-        saes,
-        fit_ND,
-        eval_activations=eval_ND,
-        width=saes[1].cfg.d_sae,
-        start=0,
-        show_progress=show_progress,
+def _assembly(out: Path, step: dict[str, Any]) -> AssemblyDemo:
+    """The study's assembled SAE (from the smallest SAE, kept, up to the second width, fitted
+    on tokens of another seed), copied to ``out/assembled_sae``."""
+    sae = load_sae(out / STEPS_DIR / "assemble" / step["folder"])
+    folder = save_sae(sae, out / ASSEMBLED_FOLDER, overwrite=True)
+    return AssemblyDemo(
+        result=AssemblyResult.model_validate(step["result"]),
+        pareto=Pareto.model_validate(step["pareto"]),
+        folder=str(folder),
     )
-    plane = pareto(saes, fit_ND, eval_ND, built, threshold=threshold, show_progress=show_progress)
-    plots["pareto"] = plot_pareto(plane, out / "plots" / "pareto")
-    folder = save_sae(built.sae, out / ASSEMBLED_FOLDER, overwrite=True)
-    return AssemblyDemo(result=built.result, pareto=plane, folder=str(folder))
 
 
 def _assembly_notes(assembly: AssemblyDemo) -> list[str]:

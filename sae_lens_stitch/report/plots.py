@@ -104,8 +104,16 @@ def plot_insert_effects(
         for d, lv in zip(delta, live, strict=True)
     ]
     ax.scatter(cos, delta, s=8, c=colors, alpha=0.7, linewidths=0)
+    for colour, meaning in (
+        ("#55a868", "helps by effect (MSE down)"),
+        ("#c44e52", "hurts by effect (MSE up)"),
+        ("#bbbbbb", "never fires"),
+    ):  # empty scatters: legend entries for the colours
+        ax.scatter([], [], s=12, c=colour, label=meaning)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:g}")
+    ax.axvline(
+        threshold, color="#4c72b0", linestyle="--", label=f"threshold {threshold:g} (left: novel)"
+    )
     linthresh = max(1e-8, _linthresh(delta))
     # linscale 2: the linear band around 0 gets room, so the ticks 0 and ±linthresh do not crowd
     ax.set_yscale("symlog", linthresh=linthresh, linscale=2.0)

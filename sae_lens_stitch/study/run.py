@@ -91,6 +91,8 @@ class StudyResult(BaseModel):
     steps_run: list[str] = Field(default_factory=list)
     steps_reused: list[str] = Field(default_factory=list)
     """Steps found finished in the folder (not recomputed)."""
+    step_seconds: dict[str, float] = Field(default_factory=dict)
+    """Wall time of each step run (the shared encodings count in the first step using them)."""
     findings: list[str] = Field(default_factory=list)
     """Plain statements of what the study measured (also in the report's notes)."""
     warnings: list[str] = Field(default_factory=list)
@@ -531,15 +533,37 @@ def _findings(st: _Study, results: dict[str, dict[str, Any]]) -> list[str]:
     fr = results.get("frankenstein")
     if fr is not None:
         last = fr["plane"]["points"][-1]
-        out.append(f"Frankenstein's SAE: {last['d_sae']} latents, FVU {last['fvu']:.4f}")
+        first = fr["plane"]["points"][0]
+        verdict = "WORSE than" if last["fvu"] > first["fvu"] else "better than"
+        out.append(
+            f"Frankenstein's SAE: {last['d_sae']} latents, FVU {last['fvu']:.4f}, {verdict} "
+            f"{first['name']} ({first['fvu']:.4f})"
+        )
     asm = results.get("assemble")
     if asm is not None and "result" in asm:
         r = asm["result"]
-        out.append(
-            f"assembled SAE: {r['eval']['d_sae']} latents, FVU {r['eval']['fvu']['value']:.4f}, "
-            f"L0 {r['eval']['l0']['value']:.2f} (width budget {r['width_budget']}, "
-            f"L0 budget {r['l0_budget']}, refit {r['refit']})"
+        width, fvu = r["eval"]["d_sae"], r["eval"]["fvu"]["value"]
+        line = (
+            f"assembled SAE: {width} latents, FVU {fvu:.4f}, L0 {r['eval']['l0']['value']:.2f} "
+            f"(width budget {r['width_budget']}, L0 budget {r['l0_budget']}, refit {r['refit']})"
         )
+        trained = [p for p in asm["pareto"]["points"] if p["kind"] == "trained" and not p["refit"]]
+        above = [p for p in trained if p["width"] >= width]
+        if above:
+            ref = min(above, key=lambda p: p["width"])
+            better = "better than" if fvu < ref["fvu"] else "not better than"
+            line += f"; {better} the trained {ref['width']} ({ref['fvu']:.4f})"
+        out.append(line)
+        fixed = [
+            p
+            for p in asm["pareto"]["points"]
+            if p["kind"] in ("stitch_all_novel", "frankenstein") and not p["refit"]
+        ]
+        if fixed and all(p["fvu"] > fvu for p in fixed):
+            out.append(
+                "the method's fixed rules (stitch all novel latents, Frankenstein) reconstruct "
+                "worse than the assembled SAE: use steps/assemble/assembled_sae"
+            )
     elif asm is not None:
         out.append(f"assembly skipped: {asm['skipped']}")
     return out
@@ -751,6 +775,7 @@ def run_study(
                 if done not in st.results and path.is_file():
                     st.results[done] = json.loads(path.read_text(encoding="utf-8"))
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}{_TMP_MARK}", dir=out / STEPS_DIR))
+        t_step = time.perf_counter()
         try:
             before = len(st.warnings)
             payload = _run_step(st, name, tmp)
@@ -763,6 +788,7 @@ def run_study(
             shutil.rmtree(tmp, ignore_errors=True)
         st.results[name] = payload
         result.steps_run.append(name)
+        result.step_seconds[name] = round(time.perf_counter() - t_step, 3)
     result.findings = _findings(st, st.results)
     result.warnings = st.warnings
     if "report" in st.results:
