@@ -242,6 +242,21 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.report.document import (
         write_report as write_report,
     )
+    from sae_lens_stitch.study.config import (
+        StudyConfig as StudyConfig,
+    )
+    from sae_lens_stitch.study.config import (
+        load_config as load_config,
+    )
+    from sae_lens_stitch.study.run import (
+        StudyResult as StudyResult,
+    )
+    from sae_lens_stitch.study.run import (
+        run_study as run_study,
+    )
+    from sae_lens_stitch.study.shared import (
+        SharedEncodings as SharedEncodings,
+    )
     from sae_lens_stitch.surgery.operations import (
         frankenstein as frankenstein,
     )

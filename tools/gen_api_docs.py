@@ -54,6 +54,14 @@ STEPS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("Publish", ["sae_lens_stitch.io.publish"]),
+    (
+        "Study (all steps)",
+        [
+            "sae_lens_stitch.study.run",
+            "sae_lens_stitch.study.config",
+            "sae_lens_stitch.study.shared",
+        ],
+    ),
     ("Provenance", ["sae_lens_stitch.provenance"]),
     ("Errors", ["sae_lens_stitch.errors"]),
 ]
