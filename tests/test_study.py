@@ -177,3 +177,24 @@ def test_swap_curve_from_shared_encodings_equals_its_own_encode(arch: str) -> No
         )
         assert a.mse == pytest.approx(b.mse, rel=1e-4, abs=1e-6)
         assert a.l0 == pytest.approx(b.l0)
+
+
+def test_a_failing_step_leaves_no_half_written_folder_and_the_rerun_resumes(
+    fam: list[SAE[Any]], acts: torch.Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae_lens_stitch.study import run as study_run
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed in the middle of the curves")
+
+    out = tmp_path / "s"
+    config = StudyConfig(skip=["assemble"])
+    monkeypatch.setattr(study_run, "_step_curves", boom)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_study(fam, acts, out, config=config)
+    steps = sorted(p.name for p in (out / "steps").iterdir())
+    assert steps == ["classify", "compare", "effects", "evaluate", "stitch"]  # whole or absent
+    monkeypatch.undo()
+    again = run_study(fam, acts, out, config=config)
+    assert again.steps_reused == ["evaluate", "compare", "classify", "effects", "stitch"]
+    assert again.steps_run == ["curves", "frankenstein", "report"]

@@ -47,12 +47,13 @@ class Metric(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
-    value: float
-    """NaN where undefined (e.g. loss recovered when ablation does not change the loss)."""
+    value: int | float
+    """NaN where undefined (e.g. loss recovered when ablation does not change the loss);
+    an integer for counts (dead and dense latents)."""
     better: Better
 
 
-def _lower(value: float) -> Metric:
+def _lower(value: int | float) -> Metric:
     return Metric(value=value, better="lower")
 
 
@@ -270,8 +271,8 @@ def metrics_from_sums(
         fvu=_lower(fvu),
         explained_variance=_higher(1.0 - fvu),
         l0=_lower(float(counts_L.sum()) / n_tokens),
-        n_dead=_lower(float((counts_L == 0).sum())),
-        n_dense=_lower(float((counts_L > dense_threshold * n_tokens).sum())),
+        n_dead=_lower(int((counts_L == 0).sum())),
+        n_dense=_lower(int((counts_L > dense_threshold * n_tokens).sum())),
         n_tokens=n_tokens,
         d_sae=int(counts_L.numel()),
         dense_threshold=dense_threshold,
