@@ -238,14 +238,16 @@ class Objective:
         union_S: torch.Tensor,
         s_S: torch.Tensor | None = None,
         *,
+        bias_D: torch.Tensor | None = None,
         dense_threshold: float = 0.1,
     ) -> Metrics:
         """The package's :class:`~sae_lens_stitch.evaluation.metrics.Metrics` of the SAE made of
-        latents S with scales s and the best bias, on these tokens, from the objective alone
-        (exact: equal to evaluating that SAE, up to float rounding)."""
+        latents S with scales s and output bias ``bias_D`` (default: the best one), on these
+        tokens, from the objective alone (exact: equal to evaluating that SAE, up to float
+        rounding)."""
         idx = union_S.to(self.c_U.device).long()
         return metrics_from_sums(
-            sse=self.sse(idx, s_S),
+            sse=self.sse(idx, s_S) if bias_D is None else self.sse_with_bias(idx, s_S, bias_D),
             total_variance=self.total_variance,
             n_tokens=self.n_tokens,
             counts_L=self.counts_U[idx].cpu(),

@@ -21,7 +21,6 @@ from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     Metrics,
     evaluate,
-    metrics_from_sums,
 )
 from sae_lens_stitch.progress import track
 
@@ -94,20 +93,6 @@ def _point(label: str, kind: PointKind, refit_: bool, m: Metrics) -> ParetoPoint
     )
 
 
-def _priced(
-    obj: Objective, union_S: torch.Tensor, s_S: torch.Tensor | None, bias_D: torch.Tensor
-) -> Metrics:
-    """Metrics of latents ``union_S`` with scales ``s_S`` and output bias ``bias_D`` on the
-    objective's tokens."""
-    idx = union_S.to(obj.c_U.device).long()
-    return metrics_from_sums(
-        sse=obj.sse_with_bias(idx, s_S, bias_D),
-        total_variance=obj.total_variance,
-        n_tokens=obj.n_tokens,
-        counts_L=obj.counts_U[idx].cpu(),
-    )
-
-
 def _refit_priced(fit: Objective, ev: Objective, union_S: torch.Tensor) -> Metrics:
     """What :func:`refit` of the SAE made of ``union_S`` measures on the evaluation tokens:
     scales and bias fitted on ``fit`` (latents that never fire there keep scale 1)."""
@@ -117,7 +102,7 @@ def _refit_priced(fit: Objective, ev: Objective, union_S: torch.Tensor) -> Metri
     scales = torch.ones(idx.numel(), dtype=torch.float64, device=idx.device)
     scales[alive] = s_alive.to(scales.device)
     bias = fit.best_bias(idx[alive], s_alive)
-    return _priced(ev, idx, scales, bias)
+    return ev.metrics(idx, scales, bias_D=bias)
 
 
 def pareto(
@@ -150,7 +135,7 @@ def pareto(
     def ev(sae: SAE[Any]) -> Metrics:
         union = None if objectives is None else family_union(sae, saes, objectives[1].offsets)
         if objectives is not None and union is not None:
-            return _priced(objectives[1], union, None, sae.b_dec.detach().double())
+            return objectives[1].metrics(union, bias_D=sae.b_dec.detach().double())
         return evaluate(sae, eval_activations, batch_size=batch_size, show_progress=False)
 
     def fitted(sae: SAE[Any]) -> Metrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,17 +22,7 @@ StepName = Literal[
     "assemble",
     "report",
 ]
-STEPS: tuple[StepName, ...] = (
-    "evaluate",
-    "compare",
-    "classify",
-    "effects",
-    "stitch",
-    "curves",
-    "frankenstein",
-    "assemble",
-    "report",
-)
+STEPS: tuple[StepName, ...] = get_args(StepName)
 """The steps of a study, in the order they run. ``classify`` also finds the families."""
 
 

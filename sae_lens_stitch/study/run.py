@@ -63,7 +63,7 @@ from sae_lens_stitch.report.plots import (
     plot_max_cosine_histograms,
     plot_pareto,
 )
-from sae_lens_stitch.study.config import StepName, StudyConfig
+from sae_lens_stitch.study.config import STEPS, StepName, StudyConfig
 from sae_lens_stitch.study.shared import SharedEncodings
 
 STUDY_FILE = "study.json"
@@ -761,16 +761,7 @@ def run_study(
             result.steps_reused.append(name)
             continue
         if name == "report":
-            for done in (
-                "evaluate",
-                "compare",
-                "classify",
-                "effects",
-                "stitch",
-                "curves",
-                "frankenstein",
-                "assemble",
-            ):
+            for done in STEPS[:-1]:
                 path = out / STEPS_DIR / done / RESULT_FILE
                 if done not in st.results and path.is_file():
                     st.results[done] = json.loads(path.read_text(encoding="utf-8"))

@@ -25,7 +25,7 @@ from sae_lens import SAE
 
 from sae_lens_stitch.assembly.objective import Objective, build_objective
 from sae_lens_stitch.evaluation.curves import PairEncodings
-from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics, metrics_from_sums
+from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics
 from sae_lens_stitch.evaluation.sparse_cache import SparseLatents
 
 
@@ -77,14 +77,7 @@ class SharedEncodings:
     def metrics(self, union_S: torch.Tensor, bias_D: torch.Tensor) -> Metrics:
         """Evaluation metrics of the SAE made of latents ``union_S`` (scales 1) with output
         bias ``bias_D``: equal to evaluating that SAE on the evaluation tokens."""
-        ev = self.eval
-        idx = union_S.to(ev.c_U.device).long()
-        return metrics_from_sums(
-            sse=ev.sse_with_bias(idx, None, bias_D),
-            total_variance=ev.total_variance,
-            n_tokens=ev.n_tokens,
-            counts_L=ev.counts_U[idx].cpu(),
-        )
+        return self.eval.metrics(union_S, bias_D=bias_D)
 
     def trained_metrics(self, k: int) -> Metrics:
         """SAE ``k`` as trained, on the evaluation tokens."""
