@@ -341,9 +341,10 @@ def plot_match_histogram(
     titles: tuple[str, str],
     *,
     title: str | None = None,
-) -> None:
-    """Overlaid histograms of max cosines in both directions, threshold marked, as one PNG;
-    the x-range is fitted to the data and the threshold, ``title`` names the pair."""
+) -> PlotFiles:
+    """Overlaid histograms of max cosines in both directions, threshold marked, as PNG and SVG
+    (``path``: ``NAME.png`` or a stem); the x-range is fitted to the data and the threshold,
+    ``title`` names the pair."""
     fig = Figure(figsize=(6, 3.5))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -364,5 +365,9 @@ def plot_match_histogram(
     ax.set_ylabel("latents")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=120)
+    stem = Path(path)
+    return _save(
+        fig,
+        stem.with_suffix("") if stem.suffix == ".png" else stem,
+        "Max decoder cosine of each latent with the other SAE, both directions; dashed: threshold.",
+    )

@@ -240,7 +240,7 @@ class _Study:
             )
 
 
-def _plot_ref(plot: PlotFiles, folder: Path) -> dict[str, str]:
+def _plot_ref(plot: PlotFiles) -> dict[str, str]:
     return {"png": Path(plot.png).name, "svg": Path(plot.svg).name, "caption": plot.caption}
 
 
@@ -260,16 +260,15 @@ def _step_compare(st: _Study, folder: Path) -> dict[str, Any]:
         fwd = match_features(large, small, show_progress=st.show_progress).best_values.cpu()
         bwd = match_features(small, large, show_progress=st.show_progress).best_values.cpu()
         t = st.config.threshold
-        png = folder / f"compare_{k}_{j}.png"
-        plot_match_histogram(
-            png,
+        plot = plot_match_histogram(
+            folder / f"compare_{k}_{j}",
             fwd,
             bwd,
             t,
             (f"{st.names[j]} -> {st.names[k]} (classifies)", f"{st.names[k]} -> {st.names[j]}"),
             title=f"max decoder cosine: {st.pair_name(k, j)}",
         )
-        plots[f"compare {st.pair_name(k, j)}"] = {"png": png.name, "svg": "", "caption": ""}
+        plots[f"compare {st.pair_name(k, j)}"] = _plot_ref(plot)
         pairs.append(
             {
                 "small": st.names[k],
@@ -280,7 +279,7 @@ def _step_compare(st: _Study, folder: Path) -> dict[str, Any]:
                 "histogram_small_to_large": similarity_histogram(bwd),
             }
         )
-    return {"pairs": pairs, "pngs": plots}
+    return {"pairs": pairs, "plots": plots}
 
 
 def _step_classify(st: _Study, folder: Path) -> dict[str, Any]:
@@ -300,7 +299,7 @@ def _step_classify(st: _Study, folder: Path) -> dict[str, Any]:
             }
         )
     plot = plot_max_cosine_histograms(classes, folder / "max_cosine", threshold=st.config.threshold)
-    return {"pairs": pairs, "plots": {"max cosine": _plot_ref(plot, folder)}}
+    return {"pairs": pairs, "plots": {"max cosine": _plot_ref(plot)}}
 
 
 def _step_effects(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str, Any]:
@@ -338,7 +337,7 @@ def _step_effects(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[st
         plot = plot_insert_effects(
             eff, folder / f"insert_effects_{k}_{j}", title=f"insert effects {st.pair_name(k, j)}"
         )
-        plots[f"insert effects {st.pair_name(k, j)}"] = _plot_ref(plot, folder)
+        plots[f"insert effects {st.pair_name(k, j)}"] = _plot_ref(plot)
         pairs.append(
             {
                 "summary": eff.summary.model_dump(mode="json"),
@@ -422,7 +421,7 @@ def _step_curves(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[str
             )
     return {
         "curves": [c.model_dump(mode="json") for c in curves],
-        "plots": {"swap curves": _plot_ref(plot, folder)},
+        "plots": {"swap curves": _plot_ref(plot)},
     }
 
 
@@ -459,7 +458,7 @@ def _step_frankenstein(st: _Study, folder: Path, evaluated: dict[str, Any]) -> d
     return {
         "plane": plane.model_dump(mode="json"),
         "folder": _save_named(last, folder, "frankenstein_sae"),
-        "plots": {"Frankenstein plane": _plot_ref(plot, folder)},
+        "plots": {"Frankenstein plane": _plot_ref(plot)},
     }
 
 
@@ -508,7 +507,7 @@ def _step_assemble(st: _Study, folder: Path, curves: dict[str, Any] | None) -> d
         "result": built.result.model_dump(mode="json"),
         "pareto": plane.model_dump(mode="json"),
         "folder": _save_named(built.sae, folder, "assembled_sae"),
-        "plots": {"Pareto": _plot_ref(plot, folder)},
+        "plots": {"Pareto": _plot_ref(plot)},
     }
 
 
