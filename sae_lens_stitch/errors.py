@@ -86,3 +86,8 @@ class InvalidActivationsError(StitchError, ValueError):
 
 class BudgetError(StitchError, ValueError):
     """A width or L0 budget that cannot be met (e.g. below the latents that must be kept)."""
+
+
+class InvalidSettingError(StitchError, ValueError):
+    """A numeric setting out of its range: k larger than the target's width, a meta-SAE width
+    or k outside what the decomposed SAE allows, a non-positive learning rate."""
