@@ -127,13 +127,22 @@ def _check_batch(x_ND: torch.Tensor, offset: int) -> None:
         )
 
 
-def _check_d_in(activations: ActivationsLike, d_in: int) -> None:
-    if isinstance(activations, torch.Tensor) and (
-        activations.ndim < 1 or activations.shape[-1] != d_in
-    ):
+def _too_few(n_tokens: int) -> InvalidActivationsError:
+    return InvalidActivationsError(
+        f"a correlation needs at least 2 tokens; the activations hold {n_tokens}"
+    )
+
+
+def _check_tensor(activations: ActivationsLike, d_in: int) -> None:
+    """What can be checked before the pass: the shape of a tensor and its number of tokens."""
+    if not isinstance(activations, torch.Tensor):
+        return
+    if activations.ndim < 1 or activations.shape[-1] != d_in:
         raise InvalidActivationsError(
             f"activations have shape {tuple(activations.shape)}; the SAEs need [..., {d_in}]"
         )
+    if activations.numel() // d_in < 2:
+        raise _too_few(activations.numel() // d_in)
 
 
 @torch.no_grad()
@@ -152,7 +161,7 @@ def coactivation_stats(
     dimension, NaN/inf, fewer than 2 tokens)."""
     check_compatible(source, target, names=("source", "target"))
     d_in = source.cfg.d_in
-    _check_d_in(activations, d_in)
+    _check_tensor(activations, d_in)
     n_s, n_t = source.cfg.d_sae, target.cfg.d_sae
     sum_S, sumsq_S, count_S = np.zeros(n_s), np.zeros(n_s), np.zeros(n_s, dtype=np.int64)
     sum_T, sumsq_T, count_T = np.zeros(n_t), np.zeros(n_t), np.zeros(n_t, dtype=np.int64)
@@ -198,9 +207,7 @@ def coactivation_stats(
         raise InvalidActivationsError(str(err)) from None
     cross = _sum_csr(cross, pending)
     if n_tokens < 2:
-        raise InvalidActivationsError(
-            f"a correlation needs at least 2 tokens; the activations hold {n_tokens}"
-        )
+        raise _too_few(n_tokens)
     return CoactivationStats(
         n_tokens=n_tokens,
         sum_S=sum_S,

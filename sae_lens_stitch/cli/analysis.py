@@ -11,6 +11,7 @@ from sae_lens_stitch.cli.common import (
     prepare_out,
     write_json,
 )
+from sae_lens_stitch.cli.relations import compare_extras
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -40,6 +41,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "histogram_large_to_small": similarity_histogram(fwd.best_values),
         "histogram_small_to_large": similarity_histogram(bwd.best_values),
     }
+    extra, extra_lines = compare_extras(args, small, large, fwd, bwd, out)
+    payload |= extra
     write_json(out / "compare.json", payload)
     plot_match_histogram(
         out / "compare_histogram.png",
@@ -58,6 +61,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{f['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
             f"small -> large: mean max cosine {b['mean']:.3f}, median {b['median']:.3f}, "
             f"{b['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
+            *extra_lines,
             f"wrote {out / 'compare.json'} and {out / 'compare_histogram.png'}",
         ],
     )
