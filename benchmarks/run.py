@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "cli": "benchmarks.bench_cli",
     "stitch": "benchmarks.bench_stitch_memory",
     "assemble": "benchmarks.bench_assemble",
+    "relations": "benchmarks.bench_relations",
 }
 
 

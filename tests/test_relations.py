@@ -97,7 +97,7 @@ def test_correlation_bad_input(pair: Any) -> None:
     bad[40, 3] = float("nan")
     with pytest.raises(InvalidActivationsError, match=r"non-finite.*\[40\]"):
         correlate_features(large, small, bad, batch_size=32)
-    with pytest.raises(InvalidActivationsError, match="at least 2 tokens.*hold 1"):
+    with pytest.raises(InvalidActivationsError, match=r"at least 2 tokens.*hold 1"):
         correlate_features(large, small, x[:1])
     with pytest.raises(InvalidSettingError, match="got 13"):
         correlate_features(large, small, x, k=13)
@@ -152,9 +152,7 @@ def test_one_to_one_brute_force_and_errors() -> None:
     a = make_sae(d_sae=4, d_in=6, seed=1)
     b = make_sae(d_sae=6, d_in=6, seed=2)
     cos = _dense_cosine(a, b)
-    best = max(
-        sum(cos[i, p[i]] for i in range(4)) for p in itertools.permutations(range(6), 4)
-    )
+    best = max(sum(cos[i, p[i]] for i in range(4)) for p in itertools.permutations(range(6), 4))
     one = match_features(a, b, one_to_one=True)
     assert float(one.values.double().sum()) == pytest.approx(best, abs=1e-5)
     with pytest.raises(ValueError, match="k must be 1, got 2"):
@@ -287,9 +285,10 @@ def test_cli_compare_by_activation(
     assert code == 0, err
     data = json.loads(out)
     expected = view_agreement(match_features(large, small), correlate_features(large, small, x))
-    assert data["agreement"]["best_partner_agreement"] == expected.model_dump(mode="json")[
-        "best_partner_agreement"
-    ]
+    assert (
+        data["agreement"]["best_partner_agreement"]
+        == expected.model_dump(mode="json")["best_partner_agreement"]
+    )
     assert data["correlation_large_to_small"]["n_dead"] == 1
     assert data["correlation_small_to_large"]["n_dead"] == 1
     assert data["one_to_one"]["n_matched"] == small.cfg.d_sae
@@ -339,8 +338,30 @@ def test_cli_decompose(
     meta = SAE.load_from_disk(str(out_dir / "meta_w8_k2"))
     assert meta.cfg.d_in == 16 and meta.cfg.d_sae == 8
     code, _, err = call(
-        capsys, "decompose", saved["large"], "--width", "4", "--k", "9", "--out", str(tmp_path / "e")
+        capsys,
+        "decompose",
+        saved["large"],
+        "--width",
+        "4",
+        "--k",
+        "9",
+        "--out",
+        str(tmp_path / "e"),
     )
     assert code == 1 and "got 9" in err
     code, _, err = call(capsys, "decompose", saved["large"], "--width", "0")
     assert code == 1 and "--width" in err
+
+
+def test_report_has_the_agreement_section(pair: Any, tmp_path: Path) -> None:
+    from sae_lens_stitch import StitchReport, write_report
+
+    small, large, x = pair
+    a = view_agreement(match_features(large, small), correlate_features(large, small, x))
+    report = StitchReport(agreements=[a])
+    write_report(report, tmp_path / "r")
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "Cosine against activation correlation" in text
+    assert f"{a.best_partner_agreement.value:.1%}" in text
+    back = StitchReport.model_validate_json((tmp_path / "r" / "report.json").read_text())
+    assert back.agreements[0].n_latents == a.n_latents

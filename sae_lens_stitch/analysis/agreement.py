@@ -5,6 +5,7 @@ correlation of their activations over tokens)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -77,16 +78,20 @@ class ViewAgreement(BaseModel):
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
     labels = [f"< {edges[0]:g}"]
-    labels += [f"{lo:g} to {hi:g}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels += [f"{lo:g} to {hi:g}" for lo, hi in itertools.pairwise(edges)]
     return [*labels, f">= {edges[-1]:g}"]
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
 
     if a.numel() < 2:
         return float("nan")
-    return float(spearmanr(a.double().numpy(), b.double().numpy()).statistic)
+    # Pearson correlation of the ranks (ties: average ranks), which is Spearman's
+    ra, rb = (torch.from_numpy(rankdata(v.double().numpy())) for v in (a, b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
 
 
 def view_agreement(
@@ -133,7 +138,9 @@ def view_agreement(
                 category=name,
                 n_latents=int(mask.sum()),
                 counts=[int(c) for c in counts],
-                mean_max_correlation=float(corr_v[mask].mean()) if bool(mask.any()) else float("nan"),
+                mean_max_correlation=float(corr_v[mask].mean())
+                if bool(mask.any())
+                else float("nan"),
             )
         )
     aurocs = []

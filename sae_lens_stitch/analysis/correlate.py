@@ -67,7 +67,9 @@ class CoactivationStats:
             sum_T=self.sum_S,
             sumsq_T=self.sumsq_S,
             count_T=self.count_S,
-            cross_ST=self.cross_ST.T if isinstance(self.cross_ST, np.ndarray) else self.cross_ST.T.tocsr(),
+            cross_ST=self.cross_ST.T
+            if isinstance(self.cross_ST, np.ndarray)
+            else self.cross_ST.T.tocsr(),
         )
 
     @staticmethod
@@ -244,7 +246,7 @@ def top_correlations(
     :func:`coactivation_stats`, in dense float64 row blocks of at most ``block_bytes``.
     Dead source latents: values NaN, indices -1; dead target latents are never chosen (a row
     with fewer than ``k`` live targets is padded with NaN / -1)."""
-    n_s, n_t = stats.cross_ST.shape
+    n_s, n_t = stats.sum_S.shape[0], stats.sum_T.shape[0]
     if not 1 <= k <= n_t:
         raise InvalidSettingError(f"k must be between 1 and the target's {n_t} latents, got {k}")
     rows = max(1, min(n_s, block_bytes // (8 * max(n_t, 1))))

@@ -101,12 +101,10 @@ class Decomposition:
 
 
 def _check_settings(n: int, width: int, k: int, steps: int, lr: float) -> None:
-    if not 1 <= width:
+    if width < 1:
         raise InvalidSettingError(f"meta width must be at least 1, got {width}")
     if not 1 <= k <= width:
-        raise InvalidSettingError(
-            f"k must be between 1 and the meta width {width}, got {k}"
-        )
+        raise InvalidSettingError(f"k must be between 1 and the meta width {width}, got {k}")
     if k >= n:
         raise InvalidSettingError(
             f"k must be below the {n} latents decomposed (k {k} would copy them), got {k}"
@@ -179,7 +177,12 @@ def _shared_fraction(codes: torch.Tensor, pairs: torch.Tensor | None) -> tuple[f
 
 
 def family_agreement(
-    codes: torch.Tensor, families: Sequence[FeatureFamily], *, side: str, threshold: float, other_d_sae: int
+    codes: torch.Tensor,
+    families: Sequence[FeatureFamily],
+    *,
+    side: str,
+    threshold: float,
+    other_d_sae: int,
 ) -> FamilyAgreement:
     """Agreement of meta-latent groups with ``families`` (members of the decomposed SAE on
     ``side``, ``"small"`` or ``"large"``); ``codes`` [d_sae, width] bool: which meta-latents
@@ -192,9 +195,7 @@ def family_agreement(
             continue
         n_fam += 1
         pairs += [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
-    within, n_pairs = _shared_fraction(
-        codes, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-    )
+    within, n_pairs = _shared_fraction(codes, torch.tensor(pairs, dtype=torch.long).reshape(-1, 2))
     chance, _ = _shared_fraction(codes, None)
     lift = within / chance if chance > 0 and n_pairs else float("nan")
     return FamilyAgreement(
@@ -240,13 +241,15 @@ def decompose(
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for _ in track(range(steps), total=steps, description="training meta-SAE", show=show_progress):
+        for _ in track(
+            range(steps), total=steps, description="training meta-SAE", show=show_progress
+        ):
             optimiser.zero_grad(set_to_none=True)
             loss = (meta.decode(meta.encode(rows_ND)) - rows_ND).pow(2).sum(-1).mean()
             loss.backward()
             optimiser.step()
             with torch.no_grad():
-                meta.W_dec /= meta.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                meta.W_dec.div_(meta.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             losses.append(float(loss.detach()))
     meta.requires_grad_(False)
     ev, mse, acts_NM = _explained(meta, rows_ND)

@@ -179,7 +179,9 @@ def match_features(
         raise ValueError(f"k must be between 1 and the target's {n_t} latents, got {k}")
     if one_to_one:
         if k != 1:
-            raise ValueError(f"one-to-one matching gives one partner per latent: k must be 1, got {k}")
+            raise ValueError(
+                f"one-to-one matching gives one partner per latent: k must be 1, got {k}"
+            )
         return _one_to_one(
             dir_SD,
             dir_TD,

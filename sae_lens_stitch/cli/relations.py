@@ -86,10 +86,10 @@ def compare_extras(
     stats = coactivation_stats(large, small, acts)
     corr_fwd = top_correlations(stats)
     corr_bwd = top_correlations(stats.transposed())
-    agreement = view_agreement(
-        fwd, corr_fwd, threshold=args.threshold, names=("small", "large")
+    agreement = view_agreement(fwd, corr_fwd, threshold=args.threshold, names=("small", "large"))
+    plot = plot_view_agreement(
+        out / "compare_agreement", fwd.best_values, corr_fwd.best_values, agreement
     )
-    plot = plot_view_agreement(out / "compare_agreement", fwd.best_values, corr_fwd.best_values, agreement)
 
     def corr_stats(m: Any) -> dict[str, Any]:
         assert m.dead_source is not None
@@ -106,7 +106,9 @@ def compare_extras(
     }
     a = agreement
     aurocs = ", ".join(
-        f"{x.correlation_threshold:g}: {x.auroc.value:.3f}" if x.auroc else f"{x.correlation_threshold:g}: n/a"
+        f"{x.correlation_threshold:g}: {x.auroc.value:.3f}"
+        if x.auroc
+        else f"{x.correlation_threshold:g}: n/a"
         for x in a.aurocs
     )
     lines += [
@@ -160,4 +162,3 @@ def cmd_decompose(args: argparse.Namespace) -> int:
     write_json(out / "decompose.json", payload)
     emit(args, payload, [*lines, f"wrote {out / 'decompose.json'} and {plot.png}"])
     return 0
-

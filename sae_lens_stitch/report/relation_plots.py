@@ -34,7 +34,7 @@ def plot_view_agreement(
     left.set_xlabel("max decoder cosine with the smaller SAE")
     left.set_ylabel("max activation correlation")
     left.set_title(
-        f"{agreement.large} -> {agreement.small}: Spearman "
+        f"{agreement.d_sae_large} -> {agreement.d_sae_small}: Spearman "
         f"{agreement.rank_correlation.value:.2f}, same partner "
         f"{agreement.best_partner_agreement.value:.0%}",
         fontsize=9,
