@@ -22,10 +22,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sae_lens_stitch._atomic import atomic_write_text
+from sae_lens_stitch.analysis.agreement import ViewAgreement, view_agreement
 from sae_lens_stitch.analysis.classify import ClassificationSummary, classify_features
+from sae_lens_stitch.analysis.correlate import correlate_features
 from sae_lens_stitch.analysis.effects import InsertEffectsSummary, insert_effects
 from sae_lens_stitch.analysis.families import feature_families
-from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
+from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.assembly.assemble import AssemblyResult, assemble
 from sae_lens_stitch.assembly.pareto import Pareto, pareto
 from sae_lens_stitch.demo.data import DemoFamily, family_dir, load_family
@@ -202,6 +204,16 @@ def _interp_log_width(widths: list[int], values: list[float], width: int) -> flo
         i += 1
     x0, x1, y0, y1 = xs[i], xs[i + 1], values[i], values[i + 1]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def _agreement(small: Any, large: Any, acts_ND: torch.Tensor, threshold: float) -> ViewAgreement:
+    """The cosine view against activation correlation, large -> small."""
+    return view_agreement(
+        match_features(large, small),
+        correlate_features(large, small, acts_ND, show_progress=False),
+        threshold=threshold,
+        names=(str(small.cfg.d_sae), str(large.cfg.d_sae)),
+    )
 
 
 def _mean(values: torch.Tensor) -> float | None:
@@ -407,6 +419,7 @@ def run_demo(
     pairs: list[PairResult] = []
     classes: dict[str, Any] = {}
     curves: list[Curve] = []
+    agreements: list[ViewAgreement] = []
     for small, large in itertools.pairwise(saes):
         pair, cls, curve = _pair(
             small, large, acts_ND, fam, metrics_by_width, threshold, out, plots
@@ -414,6 +427,7 @@ def run_demo(
         pairs.append(pair)
         classes[f"{small.cfg.d_sae} -> {large.cfg.d_sae}"] = cls
         curves.append(curve)
+        agreements.append(_agreement(small, large, acts_ND, threshold))
     plots["max_cosine"] = plot_max_cosine_histograms(
         classes, out / "plots" / "max_cosine", threshold=threshold
     )
@@ -438,6 +452,7 @@ def run_demo(
         title="sae-lens-stitch demo: synthetic hierarchy family",
         threshold=threshold,
         classifications=[p.classification for p in pairs],
+        agreements=agreements,
         metrics=metrics,
         insert_effects=[p.insert_effects for p in pairs],
         curves=curves,
