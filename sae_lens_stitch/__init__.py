@@ -70,6 +70,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.analysis.families import (
         feature_families as feature_families,
     )
+    from sae_lens_stitch.analysis.families import (
+        pair_families as pair_families,
+    )
     from sae_lens_stitch.analysis.match import (
         FeatureMatches as FeatureMatches,
     )

@@ -365,3 +365,22 @@ def test_report_has_the_agreement_section(pair: Any, tmp_path: Path) -> None:
     assert f"{a.best_partner_agreement.value:.1%}" in text
     back = StitchReport.model_validate_json((tmp_path / "r" / "report.json").read_text())
     assert back.agreements[0].n_latents == a.n_latents
+
+
+def test_one_to_one_pairs_drive_swaps_and_curves() -> None:
+    from sae_lens_stitch import swap, swap_curve
+    from sae_lens_stitch.analysis.families import pair_families
+
+    small, large = related_pair(n_small=10, n_novel=4, d_in=16, seed=11)
+    x = data_for(large, n=400, seed=2)
+    one = match_features(large, small, one_to_one=True)
+    fams = pair_families(one, min_value=0.7)
+    assert fams and all(len(f.small_indices) == len(f.large_indices) == 1 for f in fams)
+    assert [f.max_cosine for f in fams] == sorted((f.max_cosine for f in fams), reverse=True)
+    assert len({f.small_indices[0] for f in fams}) == len(fams)
+    swapped = swap(small, large, fams)
+    assert swapped.cfg.d_sae == small.cfg.d_sae  # one out, one in, per pair
+    curve = swap_curve(small, large, x, families=fams)
+    assert len(curve.points) == len(fams) + 1
+    with pytest.raises(ValueError, match="one-to-one"):
+        pair_families(match_features(large, small))
