@@ -50,6 +50,38 @@ def _inputs(quick: bool) -> tuple[str, SAE[Any], SAE[Any], torch.Tensor]:
     return f"random {n_s}/{n_l} {n_tokens // 1000}k", small, large, x
 
 
+@torch.no_grad()
+def _check_correlation(small: SAE[Any], large: SAE[Any], x: torch.Tensor) -> None:
+    """The streamed correlations of 16 x 32 chosen pairs equal a float64 computation from the
+    two SAEs' activations of those latents over every token."""
+    from sae_lens_stitch.analysis.correlate import coactivation_stats
+
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randperm(large.cfg.d_sae, generator=gen)[:16].sort().values
+    cols = torch.randperm(small.cfg.d_sae, generator=gen)[:32]
+    a = torch.cat([large.encode(x[s : s + BATCH])[:, rows] for s in range(0, len(x), BATCH)])
+    b = torch.cat([small.encode(x[s : s + BATCH])[:, cols] for s in range(0, len(x), BATCH)])
+    a, b = a.double() - a.double().mean(0), b.double() - b.double().mean(0)
+    dense = (a.T @ b) / torch.outer(a.norm(dim=0), b.norm(dim=0))
+    stats = coactivation_stats(large, small, x, batch_size=BATCH, show_progress=False)
+    ours = torch.stack(
+        [torch.from_numpy(stats.correlation_block(int(r), int(r) + 1)[0]) for r in rows]
+    )[:, cols]
+    torch.testing.assert_close(ours, dense, atol=1e-9, rtol=1e-7, equal_nan=True)
+
+
+def _check_one_to_one(small: SAE[Any], large: SAE[Any], one: Any) -> None:
+    """The assignment's summed cosine equals scipy's optimum on the float64 cosine matrix."""
+    from scipy.optimize import linear_sum_assignment
+
+    w_l, w_s = large.W_dec.detach().double(), small.W_dec.detach().double()
+    cos = (w_l / w_l.norm(dim=-1, keepdim=True) @ (w_s / w_s.norm(dim=-1, keepdim=True)).T).numpy()
+    r, c = linear_sum_assignment(cos, maximize=True)
+    matched = one.indices[:, 0] >= 0
+    got = float(one.values[matched, 0].double().sum())
+    assert abs(got - float(cos[r, c].sum())) < 1e-3, (got, float(cos[r, c].sum()))
+
+
 def run(*, quick: bool, repeat: int) -> list[Row]:
     from sae_lens_stitch.analysis.correlate import correlate_features
     from sae_lens_stitch.analysis.match import match_features
@@ -64,6 +96,7 @@ def run(*, quick: bool, repeat: int) -> list[Row]:
         },
         repeat,
     )
+    _check_correlation(small, large, x)
     ref, corr = got["encode both SAEs"], got["correlate_features"]
     peak = corr.peak_mib
     rows = [
@@ -90,6 +123,7 @@ def run(*, quick: bool, repeat: int) -> list[Row]:
         },
         repeat,
     )
+    _check_one_to_one(small, large, match_features(large, small, one_to_one=True))
     many, one = pairs["match_features (max)"], pairs["match_features one_to_one"]
     label = f"{large.cfg.d_sae} -> {small.cfg.d_sae}"
     one_rows = [
