@@ -17,6 +17,7 @@ is reported as dead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +148,27 @@ def _check_tensor(activations: ActivationsLike, d_in: int) -> None:
         raise _too_few(activations.numel() // d_in)
 
 
+def _batches(
+    activations: ActivationsLike, d_in: int, batch_size: int, show_progress: bool | None
+) -> Iterator[torch.Tensor]:
+    """``iter_batches`` with its bad-shape errors as InvalidActivationsError."""
+    batches = iter_batches(
+        activations,
+        d_in,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        description="correlating latents",
+    )
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except ValueError as err:
+            raise InvalidActivationsError(str(err)) from None
+        yield batch
+
+
 @torch.no_grad()
 def coactivation_stats(
     source: SAE[Any],
@@ -174,39 +196,27 @@ def coactivation_stats(
     pending_nnz = 0
     n_tokens = 0
     dev_s, dev_t = source.W_dec.device, target.W_dec.device
-    try:
-        batches = iter_batches(
-            activations,
-            d_in,
-            batch_size=batch_size,
-            show_progress=show_progress,
-            description="correlating latents",
-        )
-        for x_ND in batches:
-            _check_batch(x_ND, n_tokens)
-            n_tokens += x_ND.shape[0]
-            a_NS = _nonzero_csr(source.encode(x_ND.to(dev_s)))
-            b_NT = _nonzero_csr(target.encode(x_ND.to(dev_t)))
-            for m, s, ss, c in ((a_NS, sum_S, sumsq_S, count_S), (b_NT, sum_T, sumsq_T, count_T)):
-                lat = m.indices
-                s += np.bincount(lat, weights=m.data, minlength=s.shape[0])
-                ss += np.bincount(lat, weights=m.data * m.data, minlength=s.shape[0])
-                c += np.bincount(lat, minlength=s.shape[0])
-            prod = (a_NS.T.tocsr() @ b_NT).tocoo()
-            if dense:  # a product's entries are distinct: a plain scattered add is exact
-                cross_flat[prod.row.astype(np.int64) * n_t + prod.col] += prod.data
-                continue
-            pending.append(prod.tocsr())
-            pending_nnz += prod.nnz
-            # sum the batch products in groups: one addition per group keeps the running
-            # sparse total from being copied once per batch
-            if pending_nnz >= max(cross.nnz, 1 << 22):
-                cross = _sum_csr(cross, pending)
-                pending, pending_nnz = [], 0
-    except ValueError as err:
-        if isinstance(err, InvalidActivationsError):
-            raise
-        raise InvalidActivationsError(str(err)) from None
+    for x_ND in _batches(activations, d_in, batch_size, show_progress):
+        _check_batch(x_ND, n_tokens)
+        n_tokens += x_ND.shape[0]
+        a_NS = _nonzero_csr(source.encode(x_ND.to(dev_s)))
+        b_NT = _nonzero_csr(target.encode(x_ND.to(dev_t)))
+        for m, s, ss, c in ((a_NS, sum_S, sumsq_S, count_S), (b_NT, sum_T, sumsq_T, count_T)):
+            lat = m.indices
+            s += np.bincount(lat, weights=m.data, minlength=s.shape[0])
+            ss += np.bincount(lat, weights=m.data * m.data, minlength=s.shape[0])
+            c += np.bincount(lat, minlength=s.shape[0])
+        prod = (a_NS.T.tocsr() @ b_NT).tocoo()
+        if dense:  # a product's entries are distinct: a plain scattered add is exact
+            cross_flat[prod.row.astype(np.int64) * n_t + prod.col] += prod.data
+            continue
+        pending.append(prod.tocsr())
+        pending_nnz += prod.nnz
+        # sum the batch products in groups: one addition per group keeps the running
+        # sparse total from being copied once per batch
+        if pending_nnz >= max(cross.nnz, 1 << 22):
+            cross = _sum_csr(cross, pending)
+            pending, pending_nnz = [], 0
     cross = _sum_csr(cross, pending)
     if n_tokens < 2:
         raise _too_few(n_tokens)
