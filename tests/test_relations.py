@@ -384,3 +384,32 @@ def test_one_to_one_pairs_drive_swaps_and_curves() -> None:
     assert len(curve.points) == len(fams) + 1
     with pytest.raises(ValueError, match="one-to-one"):
         pair_families(match_features(large, small))
+
+
+def test_cli_classify_agreement(
+    saved: dict[str, str], pair: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small, large, x = pair
+    acts = f"{saved['root']}/acts.npy"
+    code, out, err = call(
+        capsys,
+        "classify",
+        saved["small"],
+        saved["large"],
+        "--activations",
+        acts,
+        "--agreement",
+        "--out",
+        str(tmp_path / "c"),
+        "--json",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    expected = view_agreement(match_features(large, small), correlate_features(large, small, x))
+    assert data["agreement"]["rank_correlation"]["value"] == pytest.approx(
+        expected.rank_correlation.value
+    )
+    assert data["summary"]["n_dead"] == 1 and data["agreement"]["n_dead"] == 1
+    assert (tmp_path / "c" / "classify_agreement.png").stat().st_size > 1000
+    code, _, err = call(capsys, "classify", saved["small"], saved["large"], "--agreement")
+    assert code == 1 and "--activations" in err

@@ -11,7 +11,7 @@ from sae_lens_stitch.cli.common import (
     prepare_out,
     write_json,
 )
-from sae_lens_stitch.cli.relations import compare_extras
+from sae_lens_stitch.cli.relations import classify_extras, compare_extras
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -73,13 +73,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     small, large = load_all(args, [args.small, args.large])
     from sae_lens_stitch.analysis.classify import classify_features
 
+    acts = _activations(args, large)
     cls = classify_features(
-        small,
-        large,
-        threshold=args.threshold,
-        weights=args.weights,
-        activations=_activations(args, large),
+        small, large, threshold=args.threshold, weights=args.weights, activations=acts
     )
+    extra, extra_lines = classify_extras(args, small, large, cls, acts, out)
     summary = cls.summary.model_dump(mode="json")
     payload = {
         "summary": summary,
@@ -94,7 +92,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         ],
         "novel_indices": cls.novel_indices.tolist(),
         "reconstruction_indices": cls.reconstruction_indices.tolist(),
-    }
+    } | extra
     write_json(out / "classification.json", payload)
     s = cls.summary
     emit(
@@ -106,6 +104,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             + f" of {s.d_sae_large} latents at threshold {s.threshold}",
             f"{s.n_small_with_children} of {s.d_sae_small} small latents have children; "
             f"{s.n_small_without_partner} have no partner",
+            *extra_lines,
             f"wrote {out / 'classification.json'}",
         ],
     )

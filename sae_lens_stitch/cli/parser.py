@@ -16,7 +16,13 @@ from sae_lens_stitch.cli.common import PROG, SOURCE_HELP, CLIError, check_device
 from sae_lens_stitch.cli.demo import cmd_demo
 from sae_lens_stitch.cli.evaluate import cmd_evaluate
 from sae_lens_stitch.cli.hub import cmd_push
-from sae_lens_stitch.cli.relations import check_compare, check_decompose, cmd_decompose, int_list
+from sae_lens_stitch.cli.relations import (
+    check_classify,
+    check_compare,
+    check_decompose,
+    cmd_decompose,
+    int_list,
+)
 from sae_lens_stitch.cli.surgery import cmd_frankenstein, cmd_stitch, cmd_swap
 
 
@@ -201,9 +207,16 @@ COMMANDS: tuple[Command, ...] = (
             DEAD_ACTIVATIONS.but(
                 help="optional .pt/.safetensors activations: never-firing latents are DEAD"
             ),
+            opt(
+                "--agreement",
+                action="store_true",
+                help="with --activations: also the agreement of the cosine categories with "
+                "activation correlation (classify_agreement.png)",
+            ),
             out("runs/classify", "folder for classification.json"),
             *OUTPUT,
         ),
+        check=check_classify,
     ),
     Command(
         "families",

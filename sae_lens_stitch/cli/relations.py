@@ -38,6 +38,25 @@ def check_compare(args: argparse.Namespace) -> None:
         raise CLIError("--activations is only used with --by activation")
 
 
+def check_classify(args: argparse.Namespace) -> None:
+    if args.agreement and not args.activations:
+        raise CLIError("--agreement needs --activations FILE")
+
+
+def classify_extras(
+    args: argparse.Namespace, small: Any, large: Any, cls: Any, acts: Any, out: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """What ``classify --agreement`` adds to classification.json, and the summary lines."""
+    if not args.agreement:
+        return {}, []
+    from sae_lens_stitch.analysis.match import FeatureMatches
+
+    fwd = FeatureMatches(
+        values=cls.max_cosine[:, None], indices=cls.best_partner[:, None], weights=args.weights
+    )
+    return agreement_extras(args, small, large, fwd, acts, out / "classify_agreement")
+
+
 def check_decompose(args: argparse.Namespace) -> None:
     for w in args.width:
         if w < 1:
@@ -76,20 +95,28 @@ def compare_extras(
         )
     if args.by != "activation":
         return payload, lines
+    from sae_lens_stitch.evaluation.activations import read_activations
+
+    acts = read_activations(args.activations, large.cfg.d_in)
+    extra, extra_lines = agreement_extras(args, small, large, fwd, acts, out / "compare_agreement")
+    return payload | extra, lines + extra_lines
+
+
+def agreement_extras(
+    args: argparse.Namespace, small: Any, large: Any, fwd: Any, acts: Any, stem: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Activation correlation both ways and its agreement with the cosine matches ``fwd``
+    (large -> small), plotted at ``stem``: the payload entries and summary lines."""
     from sae_lens_stitch.analysis.agreement import view_agreement
     from sae_lens_stitch.analysis.correlate import coactivation_stats, top_correlations
     from sae_lens_stitch.analysis.match import similarity_stats
-    from sae_lens_stitch.evaluation.activations import read_activations
     from sae_lens_stitch.report.relation_plots import plot_view_agreement
 
-    acts = read_activations(args.activations, large.cfg.d_in)
     stats = coactivation_stats(large, small, acts)
     corr_fwd = top_correlations(stats)
     corr_bwd = top_correlations(stats.transposed())
     agreement = view_agreement(fwd, corr_fwd, threshold=args.threshold, names=("small", "large"))
-    plot = plot_view_agreement(
-        out / "compare_agreement", fwd.best_values, corr_fwd.best_values, agreement
-    )
+    plot = plot_view_agreement(stem, fwd.best_values, corr_fwd.best_values, agreement)
 
     def corr_stats(m: Any) -> dict[str, Any]:
         assert m.dead_source is not None
@@ -98,7 +125,7 @@ def compare_extras(
             similarity_stats(m.best_values[live], args.threshold) if bool(live.any()) else {}
         )
 
-    payload |= {
+    payload = {
         "n_tokens": stats.n_tokens,
         "correlation_large_to_small": corr_stats(corr_fwd),
         "correlation_small_to_large": corr_stats(corr_bwd),
@@ -111,7 +138,7 @@ def compare_extras(
         else f"{x.correlation_threshold:g}: n/a"
         for x in a.aurocs
     )
-    lines += [
+    lines = [
         f"activation correlation over {stats.n_tokens} tokens: {a.n_dead} large latents dead; "
         f"best partner agrees for {a.best_partner_agreement.value:.1%}, "
         f"Spearman {a.rank_correlation.value:.3f}, AUROC of max cosine for max corr >= t: {aurocs}",
