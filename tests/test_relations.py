@@ -263,36 +263,52 @@ def call(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_cli_compare_by_activation(
-    saved: dict[str, str], pair: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def agreement_run(
+    capsys: pytest.CaptureFixture[str],
+    saved: dict[str, str],
+    pair: Any,
+    out_dir: Path,
+    command: str,
+    *options: str,
+) -> dict[str, Any]:
+    """Run ``command`` with ``options`` and the activations; check its agreement is the
+    library's; return the JSON."""
     small, large, x = pair
-    acts = f"{saved['root']}/acts.npy"
     code, out, err = call(
         capsys,
-        "compare",
+        command,
         saved["small"],
         saved["large"],
-        "--by",
-        "activation",
+        *options,
         "--activations",
-        acts,
-        "--one-to-one",
+        f"{saved['root']}/acts.npy",
         "--out",
-        str(tmp_path / "c"),
+        str(out_dir),
         "--json",
     )
     assert code == 0, err
     data = json.loads(out)
     expected = view_agreement(match_features(large, small), correlate_features(large, small, x))
-    assert (
-        data["agreement"]["best_partner_agreement"]
-        == expected.model_dump(mode="json")["best_partner_agreement"]
+    got = data["agreement"]
+    assert got["rank_correlation"]["value"] == pytest.approx(expected.rank_correlation.value)
+    assert got["best_partner_agreement"]["value"] == pytest.approx(
+        expected.best_partner_agreement.value
     )
+    assert got["n_dead"] == 1
     assert data["correlation_large_to_small"]["n_dead"] == 1
     assert data["correlation_small_to_large"]["n_dead"] == 1
+    assert (out_dir / f"{command}_agreement.png").stat().st_size > 1000
+    return data
+
+
+def test_cli_compare_by_activation(
+    saved: dict[str, str], pair: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = pair[0]
+    data = agreement_run(
+        capsys, saved, pair, tmp_path / "c", "compare", "--by", "activation", "--one-to-one"
+    )
     assert data["one_to_one"]["n_matched"] == small.cfg.d_sae
-    assert (tmp_path / "c" / "compare_agreement.png").stat().st_size > 1000
     code, _, err = call(capsys, "compare", saved["small"], saved["large"], "--by", "activation")
     assert code == 1 and "--activations" in err
     code, _, err = call(
@@ -389,27 +405,7 @@ def test_one_to_one_pairs_drive_swaps_and_curves() -> None:
 def test_cli_classify_agreement(
     saved: dict[str, str], pair: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    small, large, x = pair
-    acts = f"{saved['root']}/acts.npy"
-    code, out, err = call(
-        capsys,
-        "classify",
-        saved["small"],
-        saved["large"],
-        "--activations",
-        acts,
-        "--agreement",
-        "--out",
-        str(tmp_path / "c"),
-        "--json",
-    )
-    assert code == 0, err
-    data = json.loads(out)
-    expected = view_agreement(match_features(large, small), correlate_features(large, small, x))
-    assert data["agreement"]["rank_correlation"]["value"] == pytest.approx(
-        expected.rank_correlation.value
-    )
-    assert data["summary"]["n_dead"] == 1 and data["agreement"]["n_dead"] == 1
-    assert (tmp_path / "c" / "classify_agreement.png").stat().st_size > 1000
+    data = agreement_run(capsys, saved, pair, tmp_path / "c", "classify", "--agreement")
+    assert data["summary"]["n_dead"] == 1
     code, _, err = call(capsys, "classify", saved["small"], saved["large"], "--agreement")
     assert code == 1 and "--activations" in err
