@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "stitch": "benchmarks.bench_stitch_memory",
     "assemble": "benchmarks.bench_assemble",
     "study": "benchmarks.bench_study",
+    "relations": "benchmarks.bench_relations",
 }
 
 

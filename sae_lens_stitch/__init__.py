@@ -22,6 +22,12 @@ from typing import TYPE_CHECKING, Any
 from sae_lens_stitch._version import __version__ as __version__
 
 if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and read by _read_exports
+    from sae_lens_stitch.analysis.agreement import (
+        ViewAgreement as ViewAgreement,
+    )
+    from sae_lens_stitch.analysis.agreement import (
+        view_agreement as view_agreement,
+    )
     from sae_lens_stitch.analysis.classify import (
         ClassificationSummary as ClassificationSummary,
     )
@@ -33,6 +39,18 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.analysis.classify import (
         classify_features as classify_features,
+    )
+    from sae_lens_stitch.analysis.correlate import (
+        correlate_features as correlate_features,
+    )
+    from sae_lens_stitch.analysis.decompose import (
+        Decomposition as Decomposition,
+    )
+    from sae_lens_stitch.analysis.decompose import (
+        DecompositionSummary as DecompositionSummary,
+    )
+    from sae_lens_stitch.analysis.decompose import (
+        decompose as decompose,
     )
     from sae_lens_stitch.analysis.effects import (
         InsertEffects as InsertEffects,
@@ -52,11 +70,20 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.analysis.families import (
         feature_families as feature_families,
     )
+    from sae_lens_stitch.analysis.families import (
+        pair_families as pair_families,
+    )
     from sae_lens_stitch.analysis.match import (
         FeatureMatches as FeatureMatches,
     )
     from sae_lens_stitch.analysis.match import (
+        OneToOneSummary as OneToOneSummary,
+    )
+    from sae_lens_stitch.analysis.match import (
         match_features as match_features,
+    )
+    from sae_lens_stitch.analysis.match import (
+        one_to_one_summary as one_to_one_summary,
     )
     from sae_lens_stitch.assembly.assemble import (
         Assembly as Assembly,
@@ -103,6 +130,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.errors import (
         InvalidModelError as InvalidModelError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidSettingError as InvalidSettingError,
     )
     from sae_lens_stitch.errors import (
         InvalidWeightsError as InvalidWeightsError,

@@ -107,3 +107,8 @@ class InvalidDatasetError(StitchError, ValueError):
 
 class ModelMismatchWarning(UserWarning):
     """The model given is not the one named in the SAE's metadata (``model_name``)."""
+
+
+class InvalidSettingError(StitchError, ValueError):
+    """A numeric setting out of its range: k larger than the target's width, a meta-SAE width
+    or k outside what the decomposed SAE allows, a non-positive learning rate."""

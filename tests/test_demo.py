@@ -162,6 +162,7 @@ def test_demo_cli_end_to_end(demo_run: tuple[subprocess.CompletedProcess[str], P
     }
     report = json.loads((out / "report.json").read_text())
     assert report["frankenstein"]["points"] and report["classifications"]
+    assert len(report["agreements"]) == len(data["pairs"])
     # the publish-ready folder loads with plain SAE-Lens and is the Frankenstein SAE
     sae = SAE.load_from_disk(out / "frankenstein_sae")
     assert sae.cfg.d_sae == data["frankenstein"]["d_sae"]

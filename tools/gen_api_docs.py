@@ -33,6 +33,14 @@ STEPS: list[tuple[str, list[str]]] = [
         ["sae_lens_stitch.analysis.classify", "sae_lens_stitch.analysis.families"],
     ),
     (
+        "Relate latents beyond cosine",
+        [
+            "sae_lens_stitch.analysis.correlate",
+            "sae_lens_stitch.analysis.agreement",
+            "sae_lens_stitch.analysis.decompose",
+        ],
+    ),
+    (
         "Surgery",
         [
             "sae_lens_stitch.surgery.operations",

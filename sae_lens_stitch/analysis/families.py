@@ -11,7 +11,13 @@ from sae_lens import SAE
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD, WeightsKind, similar_pairs
+from sae_lens_stitch.analysis.match import (
+    DEFAULT_THRESHOLD,
+    FeatureMatches,
+    WeightsKind,
+    order_by_match,
+    similar_pairs,
+)
 from sae_lens_stitch.checks import check_compatible
 
 
@@ -79,4 +85,26 @@ def feature_families(
         for label, (s, lg) in members.items()
     ]
     families.sort(key=lambda f: f.small_indices[0])
+    return families
+
+
+def pair_families(
+    matches: FeatureMatches, *, min_value: float | None = None
+) -> list[FeatureFamily]:
+    """The pairs of a one-to-one matching of a larger SAE's latents (source) to a smaller one's
+    (target) as 1 -> 1 families, for :func:`sae_lens_stitch.swap` and
+    :func:`sae_lens_stitch.swap_curve`: best matched first (the order of the list is the swap
+    order). ``min_value``: keep only pairs whose cosine is at least this."""
+    if not matches.one_to_one:
+        raise ValueError(
+            "pair_families needs a one-to-one matching: match_features(large, small, one_to_one=True)"
+        )
+    values = matches.best_values.cpu()
+    indices = matches.best_indices.cpu()
+    families = []
+    for i in order_by_match(matches):
+        j, v = int(indices[i]), float(values[i])
+        if j < 0 or (min_value is not None and v < min_value):
+            continue
+        families.append(FeatureFamily(small_indices=[j], large_indices=[i], max_cosine=v))
     return families

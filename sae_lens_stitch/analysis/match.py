@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
 from sae_lens_stitch.checks import bad_rows
 from sae_lens_stitch.errors import InvalidWeightsError
+from sae_lens_stitch.evaluation.metrics import Metric
 from sae_lens_stitch.progress import track
 
 WeightsKind = Literal["decoder", "encoder"]
+MatchKind = Literal["decoder", "encoder", "activation"]
+"""What relates the latents: decoder or encoder cosine, or activation correlation."""
 
 DEFAULT_BLOCK_BYTES = 256 * 2**20
 """Budget of one similarity block (float32), the largest temporary match_features makes."""
@@ -32,8 +36,19 @@ class FeatureMatches:
     """[n_source, k] cosine similarities, descending along k."""
     indices: torch.Tensor
     """[n_source, k] target latent indices attaining ``values``."""
-    weights: WeightsKind
-    """Which directions were compared."""
+    weights: MatchKind
+    """Which directions were compared (``"activation"``: Pearson correlation of activations,
+    :func:`sae_lens_stitch.analysis.correlate.correlate_features`)."""
+    dead_source: torch.Tensor | None = None
+    """[n_source] bool, correlations only: source latents with no correlation (never firing or
+    constant on the tokens); their values are NaN and indices -1."""
+    dead_target: torch.Tensor | None = None
+    """[n_target] bool, correlations only: target latents with no correlation (never chosen)."""
+    n_tokens: int | None = None
+    """Tokens the correlations were measured on (correlations only)."""
+    one_to_one: bool = False
+    """Each target latent is the partner of at most one source latent (optimal assignment);
+    source latents left without a partner have index -1 and value NaN."""
 
     @property
     def best_values(self) -> torch.Tensor:
@@ -145,9 +160,16 @@ def match_features(
     device: torch.device | str | None = None,
     show_progress: bool | None = None,
     names: tuple[str, str] = ("source", "target"),
+    one_to_one: bool = False,
 ) -> FeatureMatches:
     """For every latent of ``source``, the ``k`` highest cosine similarities with latents of
     ``target`` and their indices. Exact, computed in bounded blocks on the weights' device.
+
+    ``one_to_one``: instead, the optimal assignment (scipy's ``linear_sum_assignment``,
+    maximising the summed cosine) pairing each latent of the narrower SAE with a distinct
+    latent of the other; ``k`` must be 1 and a source latent left without a partner (when
+    the source is the wider SAE) has index -1 and value NaN. This needs the dense cosine
+    matrix (float64, ``8 * n_source * n_target`` bytes).
 
     ``names`` label the two SAEs in errors (e.g. ``("large", "small")``): NaN/inf or zero-norm
     directions raise :class:`InvalidWeightsError` naming the SAE, the parameter and the rows."""
@@ -155,6 +177,20 @@ def match_features(
     n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
     if not 1 <= k <= n_t:
         raise ValueError(f"k must be between 1 and the target's {n_t} latents, got {k}")
+    if one_to_one:
+        if k != 1:
+            raise ValueError(
+                f"one-to-one matching gives one partner per latent: k must be 1, got {k}"
+            )
+        return _one_to_one(
+            dir_SD,
+            dir_TD,
+            weights=weights,
+            chunk_size=chunk_size,
+            device=device,
+            names=_labels(names, weights),
+            show_progress=show_progress,
+        )
     dev = torch.device(device) if device is not None else dir_SD.device
     values_SK = torch.full((n_s, k), -torch.inf, device=dev)
     indices_SK = torch.zeros((n_s, k), dtype=torch.long, device=dev)
@@ -182,6 +218,98 @@ def match_features(
             values_SK[s0:s1] = keep.values
             indices_SK[s0:s1] = merged_i.gather(1, keep.indices)
     return FeatureMatches(values=values_SK, indices=indices_SK, weights=weights)
+
+
+def _one_to_one(
+    dir_SD: torch.Tensor,
+    dir_TD: torch.Tensor,
+    *,
+    weights: WeightsKind,
+    chunk_size: int | None,
+    device: torch.device | str | None,
+    names: tuple[str, str],
+    show_progress: bool | None,
+) -> FeatureMatches:
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
+    cos_ST = np.empty((n_s, n_t), dtype=np.float64)
+    with torch.no_grad():
+        for s0, t0, sims_BC in similarity_blocks(
+            dir_SD,
+            dir_TD,
+            chunk_size=chunk_size,
+            device=device,
+            names=names,
+            show_progress=show_progress,
+        ):
+            b, c = sims_BC.shape
+            cos_ST[s0 : s0 + b, t0 : t0 + c] = sims_BC.cpu().numpy()
+    rows, cols = linear_sum_assignment(cos_ST, maximize=True)
+    values_S1 = torch.full((n_s, 1), torch.nan, dtype=torch.float32)
+    indices_S1 = torch.full((n_s, 1), -1, dtype=torch.long)
+    values_S1[rows, 0] = torch.from_numpy(cos_ST[rows, cols]).float()
+    indices_S1[rows, 0] = torch.from_numpy(cols).long()
+    return FeatureMatches(values=values_S1, indices=indices_S1, weights=weights, one_to_one=True)
+
+
+class OneToOneSummary(BaseModel):
+    """One-to-one matching next to the many-to-one maximum (stable JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_source: int
+    n_matched: int
+    """Source latents given a partner (the narrower side's width)."""
+    n_unmatched: int
+    """Source latents left without a partner (index -1)."""
+    objective: float
+    """Sum of the matched cosines (what the assignment maximises)."""
+    mean_matched_cosine: Metric
+    """Mean cosine of the one-to-one pairs. Higher is better."""
+    mean_max_cosine_matched: Metric
+    """Mean many-to-one max cosine of the same (matched) source latents: an upper bound."""
+    mean_max_cosine: Metric
+    """Mean many-to-one max cosine over every source latent."""
+    n_changed_partner: int
+    """Matched source latents whose one-to-one partner is not their best (many-to-one) one."""
+    n_shared_best: int
+    """Target latents that are the many-to-one best partner of more than one source latent."""
+
+
+def one_to_one_summary(many: FeatureMatches, one: FeatureMatches) -> OneToOneSummary:
+    """Compare a one-to-one matching with the many-to-one top-1 matching of the same SAEs."""
+    if not one.one_to_one or many.one_to_one:
+        raise ValueError("pass the many-to-one matches first, then the one-to-one matches")
+    if many.values.shape[0] != one.values.shape[0]:
+        raise ValueError(
+            f"the matchings cover {many.values.shape[0]} and {one.values.shape[0]} source latents"
+        )
+    best_v, best_i = many.best_values.cpu().double(), many.best_indices.cpu()
+    one_v, one_i = one.best_values.cpu().double(), one.best_indices.cpu()
+    matched = one_i >= 0
+    counts = torch.bincount(best_i, minlength=int(best_i.max()) + 1)
+    return OneToOneSummary(
+        n_source=int(one_i.numel()),
+        n_matched=int(matched.sum()),
+        n_unmatched=int((~matched).sum()),
+        objective=float(one_v[matched].sum()),
+        mean_matched_cosine=Metric(value=float(one_v[matched].mean()), better="higher"),
+        mean_max_cosine_matched=Metric(value=float(best_v[matched].mean()), better="higher"),
+        mean_max_cosine=Metric(value=float(best_v.mean()), better="higher"),
+        n_changed_partner=int((matched & (one_i != best_i)).sum()),
+        n_shared_best=int((counts > 1).sum()),
+    )
+
+
+def order_by_match(matches: FeatureMatches) -> list[int]:
+    """Source latents by their best value, highest first, unmatched or NaN (dead) ones last:
+    an ``order`` for :func:`sae_lens_stitch.insertion_curve` when the source is the inserted
+    SAE (e.g. its most faithfully matched latents first)."""
+    v = matches.best_values.cpu().double()
+    key = torch.where(torch.isnan(v), torch.tensor(-torch.inf, dtype=torch.float64), v)
+    return torch.argsort(key, descending=True, stable=True).tolist()
 
 
 def similar_pairs(

@@ -11,6 +11,7 @@ from sae_lens_stitch.cli.common import (
     prepare_out,
     write_json,
 )
+from sae_lens_stitch.cli.relations import classify_extras, compare_extras
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -42,6 +43,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "histogram_large_to_small": similarity_histogram(fwd.best_values),
         "histogram_small_to_large": similarity_histogram(bwd.best_values),
     }
+    extra, extra_lines = compare_extras(args, small, large, fwd, bwd, out)
+    payload |= extra
     write_json(out / "compare.json", payload)
     plot_match_histogram(
         out / "compare_histogram.png",
@@ -61,6 +64,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{f['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
             f"small -> large: mean max cosine {b['mean']:.3f}, median {b['median']:.3f}, "
             f"{b['fraction_at_or_above_threshold']:.1%} >= {args.threshold}",
+            *extra_lines,
             f"wrote {out / 'compare.json'} and {out / 'compare_histogram.png'}",
         ],
     )
@@ -72,13 +76,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     small, large = load_all(args, [args.small, args.large])
     from sae_lens_stitch.analysis.classify import classify_features
 
+    acts = _activations(args, large)
     cls = classify_features(
-        small,
-        large,
-        threshold=args.threshold,
-        weights=args.weights,
-        activations=_activations(args, large),
+        small, large, threshold=args.threshold, weights=args.weights, activations=acts
     )
+    extra, extra_lines = classify_extras(args, small, large, cls, acts, out)
     summary = cls.summary.model_dump(mode="json")
     payload = {
         "summary": summary,
@@ -93,7 +95,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         ],
         "novel_indices": cls.novel_indices.tolist(),
         "reconstruction_indices": cls.reconstruction_indices.tolist(),
-    }
+    } | extra
     write_json(out / "classification.json", payload)
     s = cls.summary
     emit(
@@ -105,6 +107,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             + f" of {s.d_sae_large} latents at threshold {s.threshold}",
             f"{s.n_small_with_children} of {s.d_sae_small} small latents have children; "
             f"{s.n_small_without_partner} have no partner",
+            *extra_lines,
             f"wrote {out / 'classification.json'}",
         ],
     )

@@ -17,6 +17,13 @@ from sae_lens_stitch.cli.common import PROG, SOURCE_HELP, CLIError, check_device
 from sae_lens_stitch.cli.demo import cmd_demo
 from sae_lens_stitch.cli.evaluate import cmd_evaluate
 from sae_lens_stitch.cli.hub import cmd_push
+from sae_lens_stitch.cli.relations import (
+    check_classify,
+    check_compare,
+    check_decompose,
+    cmd_decompose,
+    int_list,
+)
 from sae_lens_stitch.cli.study import cmd_study
 from sae_lens_stitch.cli.surgery import cmd_frankenstein, cmd_stitch, cmd_swap
 
@@ -268,9 +275,27 @@ COMMANDS: tuple[Command, ...] = (
             *PAIR,
             THRESHOLD,
             WEIGHTS,
+            opt(
+                "--by",
+                choices=("cosine", "activation"),
+                default="cosine",
+                help="cosine: decoder/encoder cosine only (default); activation: also the "
+                "Pearson correlation of every pair of latents' activations over --activations, "
+                "and its agreement with cosine (compare_agreement.png)",
+            ),
+            opt(
+                "--activations",
+                help="with --by activation: .pt/.pth/.safetensors/.npy activations [..., d_in]",
+            ),
+            opt(
+                "--one-to-one",
+                action="store_true",
+                help="also the optimal one-to-one matching (large -> small), next to the max",
+            ),
             out("runs/compare", "folder for compare.json and compare_histogram.png"),
             *OUTPUT,
         ),
+        check=check_compare,
     ),
     Command(
         "classify",
@@ -284,15 +309,58 @@ COMMANDS: tuple[Command, ...] = (
                 help="optional .pt/.safetensors activations: never-firing latents are DEAD"
             ),
             MAX_TOKENS,
+            opt(
+                "--agreement",
+                action="store_true",
+                help="with --activations: also the agreement of the cosine categories with "
+                "activation correlation (classify_agreement.png)",
+            ),
             out("runs/classify", "folder for classification.json"),
             *OUTPUT,
         ),
+        check=check_classify,
     ),
     Command(
         "families",
         "families of related latents (connected components at the threshold)",
         cmd_families,
         (*PAIR, THRESHOLD, WEIGHTS, out("runs/families", "folder for families.json"), *OUTPUT),
+    ),
+    Command(
+        "decompose",
+        "meta-SAEs: train TopK SAEs on an SAE's unit decoder rows (explained variance vs width, k)",
+        cmd_decompose,
+        (
+            opt("sae", help=f"the SAE to decompose: {SOURCE_HELP}"),
+            opt(
+                "--width",
+                type=int_list,
+                required=True,
+                help="meta-latents, one or more separated by commas (e.g. 192,384,768)",
+            ),
+            opt(
+                "--k",
+                type=int_list,
+                default=[4],
+                help="meta-latents active per latent, one or more (default: 4)",
+            ),
+            opt("--steps", type=int, default=300, help="full-batch Adam steps (default: 300)"),
+            opt("--lr", type=float, default=5e-3, help="Adam learning rate (default: 0.005)"),
+            opt("--seed", type=int, default=0, help="seed (default: 0)"),
+            opt(
+                "--other",
+                help="another SAE of the hook: compare meta-latents with the families at "
+                "--threshold",
+            ),
+            THRESHOLD,
+            OVERWRITE.but(help="replace OUT/meta_w*_k* folders that exist"),
+            out(
+                "runs/decompose",
+                "folder for decompose.json, decompose_curve.png/svg and the meta-SAEs",
+            ),
+            *OUTPUT,
+        ),
+        check=check_decompose,
     ),
     Command(
         "stitch",
@@ -499,6 +567,12 @@ COMMANDS: tuple[Command, ...] = (
             opt("--l0", type=float, help="L0 budget of the assembled SAE"),
             opt("--significance", type=float, help="assembly's significance test (default: 2)"),
             opt("--no-refit", action="store_true", help="do not refit the assembled SAE"),
+            opt(
+                "--agreement",
+                action="store_true",
+                help="in classify, also the agreement of the cosine categories with activation "
+                "correlation (one more pass per pair)",
+            ),
             opt("--only", help="comma-separated steps to run (others are reused if finished)"),
             opt("--skip", help="comma-separated steps not to run"),
             OVERWRITE.but(help="replace a folder that holds a study of other inputs"),

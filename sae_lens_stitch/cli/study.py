@@ -34,6 +34,8 @@ def study_config(args: argparse.Namespace) -> Any:
     }
     if args.no_refit:
         overrides["refit"] = False
+    if args.agreement:
+        overrides["agreement"] = True
     only, skip = _steps(args.only, "--only"), _steps(args.skip, "--skip")
     if only is not None:
         overrides["only"] = only

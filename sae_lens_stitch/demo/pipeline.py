@@ -395,7 +395,7 @@ def run_demo(
     saes = fam.saes
     widths = [s.cfg.d_sae for s in saes]
     names = [f"trained {w}" for w in widths]
-    config = StudyConfig(threshold=threshold, eval_fraction=0.5, width=widths[1])
+    config = StudyConfig(threshold=threshold, eval_fraction=0.5, width=widths[1], agreement=True)
     tokens = torch.cat([fit_ND, acts_ND])  # the study reports on the second half
     study = run_study(
         saes,

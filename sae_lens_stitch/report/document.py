@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sae_lens_stitch._atomic import atomic_write_bytes
 from sae_lens_stitch._version import __version__
+from sae_lens_stitch.analysis.agreement import ViewAgreement
 from sae_lens_stitch.analysis.classify import ClassificationSummary
 from sae_lens_stitch.analysis.effects import InsertEffectsSummary
 from sae_lens_stitch.assembly.pareto import Pareto
@@ -56,6 +57,8 @@ class StitchReport(BaseModel):
     """Cosine threshold used for classification (novel below it)."""
     classifications: list[ClassificationSummary] = Field(default_factory=list)
     """One summary per width pair (small, large)."""
+    agreements: list[ViewAgreement] = Field(default_factory=list)
+    """Per width pair: the decoder-cosine view against activation correlation."""
     metrics: dict[str, Metrics] = Field(default_factory=dict)
     """Reconstruction metrics per SAE (name -> metrics)."""
     model_metrics: dict[str, ModelMetrics] = Field(default_factory=dict)
@@ -134,6 +137,38 @@ def _classification_section(report: StitchReport) -> Section | None:
             "Large latents whose best decoder cosine with the small SAE is below the "
             f"threshold ({_fmt(report.threshold)}) are novel; dead latents (never firing) "
             "are excluded from the fractions."
+        ],
+        (head, rows),
+    )
+
+
+def _agreement_section(report: StitchReport) -> Section | None:
+    if not report.agreements:
+        return None
+    t_labels = [f"AUROC corr >= {a.correlation_threshold:g}" for a in report.agreements[0].aurocs]
+    head = ["small", "large", "latents", "dead", "same best partner", "Spearman", *t_labels]
+    head += [f"{row.category}: mean max corr" for row in report.agreements[0].crosstab]
+    rows = [
+        [
+            a.small,
+            a.large,
+            str(a.n_latents),
+            str(a.n_dead),
+            f"{a.best_partner_agreement.value:.1%}",
+            _fmt(a.rank_correlation),
+            *[_fmt(x.auroc) for x in a.aurocs],
+            *[_fmt(row.mean_max_correlation) for row in a.crosstab],
+        ]
+        for a in report.agreements
+    ]
+    return (
+        "Cosine against activation correlation",
+        [
+            "For each large latent: is its best small partner by decoder cosine also its best "
+            "by the Pearson correlation of activations over tokens; the rank correlation of max "
+            "cosine with max correlation; how well max cosine separates latents whose max "
+            "correlation reaches t (AUROC); the mean max correlation of each cosine category. "
+            "Latents that never fire on the tokens (dead) are left out."
         ],
         (head, rows),
     )
@@ -300,6 +335,7 @@ def _notes_section(report: StitchReport) -> Section | None:
 
 _SECTIONS = (
     _classification_section,
+    _agreement_section,
     _metrics_section,
     _model_metrics_section,
     _insert_effects_section,

@@ -46,6 +46,10 @@ class StudyConfig(BaseModel):
     """Assembly's significance test (standard errors; 0: take any gain)."""
     refit: bool = True
     """Refit the assembled SAE's decoder scales (and report refits in the Pareto plane)."""
+    agreement: bool = False
+    """In ``classify``, also the agreement of the cosine view with activation correlation
+    (:func:`~sae_lens_stitch.analysis.agreement.view_agreement`; one more pass of each pair
+    over the evaluation tokens)."""
     only: list[StepName] | None = None
     """Run only these steps (and reuse the finished ones they need)."""
     skip: list[StepName] = Field(default_factory=list)

@@ -282,6 +282,21 @@ def _step_compare(st: _Study, folder: Path) -> dict[str, Any]:
     return {"pairs": pairs, "plots": plots}
 
 
+def _agreement(st: _Study, k: int, j: int) -> dict[str, Any]:
+    """The cosine view against activation correlation, large -> small, on the evaluation
+    tokens."""
+    from sae_lens_stitch.analysis.agreement import view_agreement
+    from sae_lens_stitch.analysis.correlate import correlate_features
+
+    small, large = st.saes[k], st.saes[j]
+    return view_agreement(
+        match_features(large, small),
+        correlate_features(large, small, st.eval_ND, show_progress=st.show_progress),
+        threshold=st.config.threshold,
+        names=(st.names[k], st.names[j]),
+    ).model_dump(mode="json")
+
+
 def _step_classify(st: _Study, folder: Path) -> dict[str, Any]:
     pairs, classes = [], {}
     for k, j in st.pairs:
@@ -289,7 +304,8 @@ def _step_classify(st: _Study, folder: Path) -> dict[str, Any]:
         fams = feature_families(st.saes[k], st.saes[j], threshold=st.config.threshold)
         classes[st.pair_name(k, j)] = cls
         pairs.append(
-            {
+            ({"agreement": _agreement(st, k, j)} if st.config.agreement else {})
+            | {
                 "summary": cls.summary.model_dump(mode="json"),
                 "novel_by_cosine": cls.novel_indices.tolist(),
                 "dead": cls.indices_of(FeatureCategory.DEAD).tolist(),
@@ -569,6 +585,7 @@ def _findings(st: _Study, results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from sae_lens_stitch.analysis.agreement import ViewAgreement
     from sae_lens_stitch.analysis.classify import ClassificationSummary
     from sae_lens_stitch.analysis.effects import InsertEffectsSummary
     from sae_lens_stitch.assembly.pareto import Pareto
@@ -601,6 +618,11 @@ def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -
         classifications=[
             ClassificationSummary.model_validate(p["summary"])
             for p in (results.get("classify") or {}).get("pairs", [])
+        ],
+        agreements=[
+            ViewAgreement.model_validate(p["agreement"])
+            for p in (results.get("classify") or {}).get("pairs", [])
+            if "agreement" in p
         ],
         metrics=metrics,
         insert_effects=[
