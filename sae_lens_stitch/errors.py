@@ -86,3 +86,13 @@ class InvalidActivationsError(StitchError, ValueError):
 
 class BudgetError(StitchError, ValueError):
     """A width or L0 budget that cannot be met (e.g. below the latents that must be kept)."""
+
+
+class InvalidArgumentError(StitchError, ValueError, TypeError):
+    """An argument of the wrong type or outside its range: a threshold of 1.5, NaN or "0.7",
+    a fraction outside (0, 1), a folder that is not a path, an SAE that is not an SAE. Both a
+    ValueError and a TypeError, so either ``except`` catches it."""
+
+
+class DeviceError(StitchError, ValueError):
+    """A torch device that is malformed ("banana") or not available here ("cuda" without GPU)."""

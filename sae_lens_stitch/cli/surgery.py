@@ -11,15 +11,18 @@ from sae_lens_stitch.cli.common import (
     _surgery_payload,
     emit,
     load_all,
+    parse_index_spec,
     parse_indices,
     prepare_sae_out,
 )
+from sae_lens_stitch.validation import check_index_ranges
 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
-    indices = parse_indices(args.indices) if args.indices is not None else None
+    spec = parse_index_spec(args.indices) if args.indices is not None else None
     base, donor = load_all(args, [args.base, args.donor])
+    indices = None if spec is None else check_index_ranges(spec, donor.cfg.d_sae, what="--indices")
     from sae_lens_stitch.surgery.operations import stitch
 
     new = stitch(
