@@ -84,6 +84,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
         CorruptSAEError as CorruptSAEError,
     )
     from sae_lens_stitch.errors import (
+        DeviceError as DeviceError,
+    )
+    from sae_lens_stitch.errors import (
         HubError as HubError,
     )
     from sae_lens_stitch.errors import (
@@ -91,6 +94,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.errors import (
         InvalidActivationsError as InvalidActivationsError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidArgumentError as InvalidArgumentError,
     )
     from sae_lens_stitch.errors import (
         InvalidDestinationError as InvalidDestinationError,
@@ -170,6 +176,7 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.io.load import load_sae as load_sae
     from sae_lens_stitch.io.publish import PushResult as PushResult
     from sae_lens_stitch.io.publish import push_to_hub as push_to_hub
+    from sae_lens_stitch.io.save import clean_leftovers as clean_leftovers
     from sae_lens_stitch.io.save import save_sae as save_sae
     from sae_lens_stitch.io.sources import SAESource as SAESource
     from sae_lens_stitch.io.sources import parse_source as parse_source

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_lens_stitch._atomic import atomic_write_text
-from sae_lens_stitch.errors import StitchError
+from sae_lens_stitch.errors import SourceNotFoundError, StitchError
 
 PROG = "sae-stitch"
 EXIT_ERROR = 1
@@ -119,7 +119,7 @@ def check_source(text: str) -> None:
 
     src = parse_source(text)
     if src.kind == "local" and not Path(str(src.path)).is_dir():
-        raise CLIError(f"SAE source {text!r}: no such folder {src.path!r}")
+        raise SourceNotFoundError(f"SAE source {text!r}: no such folder {src.path!r}")
 
 
 def prepare_out(out: str | None, *, default: str = "runs/out", create: bool = False) -> Path:

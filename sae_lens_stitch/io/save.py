@@ -114,7 +114,7 @@ def save_sae(sae: SAE[Any], folder: str | os.PathLike[str], *, overwrite: bool =
     return target
 
 
-def clean(path: str | os.PathLike[str]) -> list[Path]:
+def clean_leftovers(path: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary (``.NAME.tmp-*``) and swapped-aside (``.NAME.old-*``) folders that
     killed saves left next to ``path`` and, when ``path`` is a folder, next to every entry in
     it. Only folders carrying this package's marker (or empty ones with its naming) whose

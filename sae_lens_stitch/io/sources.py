@@ -87,7 +87,9 @@ def _split_revision(text: str, source: object) -> tuple[str, str | None]:
 
 
 def _check_folder(folder: str, source: object) -> str:
-    folder = folder.strip("/")
+    folder = folder.rstrip("/")
+    if folder.startswith("/"):
+        raise _bad(source, f"folder {folder!r} must be a relative path without '..' or '//'")
     if not folder:
         return "."
     parts = folder.split("/")
