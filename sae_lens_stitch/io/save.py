@@ -94,6 +94,7 @@ def save_sae(sae: SAE[Any], folder: str | os.PathLike[str], *, overwrite: bool =
     target = _check_folder_arg(folder)
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError(f"overwrite must be True or False; got {show(overwrite)}")
+    remove_leftovers(target)  # first: it may put back an SAE a killed overwrite moved aside
     if target.exists() and not overwrite:
         raise PathExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
     if target.is_symlink() or (target.exists() and not target.is_dir()):
