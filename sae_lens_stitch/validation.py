@@ -189,7 +189,9 @@ def check_device(value: Any, name: str = "device") -> torch.device:
         return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{name} {str(value)!r} is not available: torch sees no CUDA GPU here")
+            raise DeviceError(
+                f"{name} {str(value)!r} is not available: torch sees no CUDA GPU here"
+            )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise DeviceError(
@@ -286,9 +288,13 @@ def _index_value(value: Any, what: str) -> int:
         raise InvalidIndicesError(f"{what} must be integers; got {show(value)}")
     if isinstance(value, numbers.Integral):
         return int(value)
-    if _is_tensor(value) and value.ndim == 0 and not value.is_floating_point():
-        if not value.is_complex() and value.dtype != _torch().bool:
-            return int(value)
+    if (
+        _is_tensor(value)
+        and value.ndim == 0
+        and not (value.is_floating_point() or value.is_complex())
+        and value.dtype != _torch().bool
+    ):
+        return int(value)
     raise InvalidIndicesError(f"{what} must be integers; got {show(value)}")
 
 
@@ -324,7 +330,9 @@ def check_indices(indices: Any, size: int, *, what: str = "indices") -> torch.Te
             array = torch.from_numpy(np.ascontiguousarray(array).astype(np.int64))
         tensor = array.detach().to("cpu")
         if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-            raise InvalidIndicesError(f"{what} must be integers; got a tensor of dtype {tensor.dtype}")
+            raise InvalidIndicesError(
+                f"{what} must be integers; got a tensor of dtype {tensor.dtype}"
+            )
         if tensor.ndim != 1:
             raise InvalidIndicesError(
                 f"{what} must be 1-D; got {show(tensor)}"
@@ -338,7 +346,9 @@ def check_indices(indices: Any, size: int, *, what: str = "indices") -> torch.Te
             _out_of_range(what, size, bad[:10], len(bad))
         tensor = torch.tensor(values, dtype=torch.long)
     else:
-        raise InvalidIndicesError(f"{what} must be a 1-D list or tensor of integers; got {show(indices)}")
+        raise InvalidIndicesError(
+            f"{what} must be a 1-D list or tensor of integers; got {show(indices)}"
+        )
     if tensor.numel():
         outside = tensor[(tensor < 0) | (tensor >= size)]
         if outside.numel():
@@ -384,9 +394,7 @@ def parse_index_ranges(text: str, *, name: str = "indices") -> list[tuple[int, i
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if start < 0 or stop < 0:
-            raise InvalidIndicesError(
-                f"bad {name} entry {part!r}: latent indices are 0 or more"
-            )
+            raise InvalidIndicesError(f"bad {name} entry {part!r}: latent indices are 0 or more")
         if stop < start:
             raise InvalidIndicesError(f"bad {name} range {part!r}: end before start")
         ranges.append((start, stop))
@@ -420,7 +428,9 @@ def check_index_ranges(
     if len(set(out)) != len(out):
         seen: set[int] = set()
         dups = sorted({i for i in out if i in seen or seen.add(i)})
-        raise InvalidIndicesError(f"duplicate {what}: {dups[:10]}" + (" ..." if len(dups) > 10 else ""))
+        raise InvalidIndicesError(
+            f"duplicate {what}: {dups[:10]}" + (" ..." if len(dups) > 10 else "")
+        )
     return out
 
 
@@ -442,7 +452,9 @@ def check_activation_batch(batch: Any, d_in: int, *, what: str = "activations") 
                 f"{what} must be a tensor [..., {d_in}] or an iterable of them; got {show(batch)}"
             )
         if batch.dtype.kind not in "fiu":
-            raise InvalidActivationsError(f"{what} hold {batch.dtype} values; expected real numbers")
+            raise InvalidActivationsError(
+                f"{what} hold {batch.dtype} values; expected real numbers"
+            )
         batch = torch.as_tensor(batch)
     if batch.is_complex():
         raise InvalidActivationsError(

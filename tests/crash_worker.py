@@ -37,11 +37,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import make_sae  # noqa: E402
+from conftest import make_sae
 
-from sae_lens_stitch import _atomic  # noqa: E402
-from sae_lens_stitch.io.save import clean_leftovers, save_sae  # noqa: E402
-from sae_lens_stitch.surgery.operations import stitch  # noqa: E402
+from sae_lens_stitch import _atomic
+from sae_lens_stitch.io.save import clean_leftovers, save_sae
+from sae_lens_stitch.surgery.operations import stitch
 
 
 def digest(folder: Path) -> dict[str, str] | None:

@@ -314,7 +314,11 @@ INDEX_CALLS: dict[str, Callable[[Env, Any], object]] = {
 BAD_ACTIVATIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("nan", lambda: torch.randn(32, D_IN).index_fill_(0, torch.tensor([2]), NAN), "non-finite"),
     ("inf", lambda: torch.full((32, D_IN), INF), "512 non-finite"),
-    ("neg_inf_one", lambda: torch.zeros(8, D_IN).index_fill_(1, torch.tensor([0]), -INF), "8 non-finite"),
+    (
+        "neg_inf_one",
+        lambda: torch.zeros(8, D_IN).index_fill_(1, torch.tensor([0]), -INF),
+        "8 non-finite",
+    ),
     ("complex", lambda: torch.randn(32, D_IN, dtype=torch.complex64), "complex"),
     ("bool", lambda: torch.ones(32, D_IN, dtype=torch.bool), "booleans"),
     ("wrong_d_in", lambda: torch.randn(32, D_IN + 1), "d_in=16; got shape (32, 17)"),
@@ -477,7 +481,9 @@ def _cross_cases() -> list[tuple[str, Callable[[Env], object], type[Exception], 
 ALL_API = API_CASES + _cross_cases()
 
 
-@pytest.mark.parametrize(("call", "error", "fragment"), [c[1:] for c in ALL_API], ids=[c[0] for c in ALL_API])
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"), [c[1:] for c in ALL_API], ids=[c[0] for c in ALL_API]
+)
 def test_api_bad_input(env: Env, call: Callable[[Env], object], error: type[Exception], fragment: str) -> None:  # fmt: skip
     before = listing(env.root)
     with pytest.raises(error) as info:
@@ -646,7 +652,6 @@ ACT_COMMANDS = [
     f"stitch {PAIR} --activations {{act}} --out {{out}}",
     "refit {small} --activations {act} --out {out}",
 ]
-CORRUPT_COMMANDS = [f"compare {{{{corrupt}}}} {{large}} --out {{out}}"]
 
 
 def _cli_cases() -> list[tuple[str, type[Exception], str]]:

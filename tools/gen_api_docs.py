@@ -54,7 +54,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ),
     ("Publish", ["sae_lens_stitch.io.publish"]),
     ("Provenance", ["sae_lens_stitch.provenance"]),
-    ("Errors", ["sae_lens_stitch.errors"]),
+    ("Errors", ["sae_lens_stitch.errors", "sae_lens_stitch.validation"]),
 ]
 
 

@@ -129,5 +129,7 @@ def read_activation_file(path_text: str | Path) -> torch.Tensor:
                 f"of {data.numel()}"
             )
     if data.numel() == 0:
-        raise InvalidActivationsError(f"activations in {path_text!r} are empty (shape {tuple(data.shape)})")
+        raise InvalidActivationsError(
+            f"activations in {path_text!r} are empty (shape {tuple(data.shape)})"
+        )
     return data

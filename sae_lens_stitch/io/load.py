@@ -35,7 +35,6 @@ from sae_lens_stitch.io import _hub
 from sae_lens_stitch.io.save import CFG_FILENAME, WEIGHTS_FILENAME
 from sae_lens_stitch.io.sources import SAESource, parse_source
 from sae_lens_stitch.io.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, set_log_sparsity
-from sae_lens_stitch.validation import check_device, check_dtype, check_revision, show
 from sae_lens_stitch.provenance import (
     Provenance,
     SourceSAE,
@@ -44,6 +43,7 @@ from sae_lens_stitch.provenance import (
     has_provenance,
     set_provenance,
 )
+from sae_lens_stitch.validation import check_device, check_dtype, check_revision, show
 
 DTypeLike = str | torch.dtype
 

@@ -224,7 +224,11 @@ def push_to_hub(
     does not reload identically) and :class:`HubError` (anything else the Hub refuses)."""
     check_sae(sae)
     check_revision(revision)
-    for name, value in (("commit_message", commit_message), ("token", token), ("endpoint", endpoint)):
+    for name, value in (
+        ("commit_message", commit_message),
+        ("token", token),
+        ("endpoint", endpoint),
+    ):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             shown = "a non-string" if name == "token" else show(value)  # never show a token
             raise InvalidArgumentError(f"{name} must be a non-empty string; got {shown}")

@@ -171,7 +171,9 @@ def parse_source(
         return _local(text)
     if ":" in text:
         if _CONTROL.search(text):
-            raise _bad(source, "a release or SAE id cannot contain control characters (newlines, tabs)")
+            raise _bad(
+                source, "a release or SAE id cannot contain control characters (newlines, tabs)"
+            )
         return _parse_release(text, source, revision)
     raise _bad(
         source,
