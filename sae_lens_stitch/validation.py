@@ -471,9 +471,12 @@ def check_activation_batch(batch: Any, d_in: int, *, what: str = "activations") 
     # fast path: a finite sum means every entry is finite (one pass, no temporary); only a
     # non-finite sum (NaN/inf, or an overflow of large finite values) needs the count
     if flat.is_floating_point() and flat.numel() and not bool(torch.isfinite(flat.sum())):
-        n_bad = int((~torch.isfinite(flat)).sum())
+        bad_ND = ~torch.isfinite(flat)
+        n_bad = int(bad_ND.sum())
         if n_bad:
+            first = int(bad_ND.any(dim=1).nonzero()[0, 0])
             raise InvalidActivationsError(
-                f"{what} hold {n_bad} non-finite value(s) (NaN or inf) of {flat.numel()}"
+                f"{what} hold {n_bad} non-finite value(s) (NaN or inf) of {flat.numel()}, "
+                f"first at token {first}"
             )
     return flat

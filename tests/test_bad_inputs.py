@@ -51,6 +51,9 @@ from sae_lens_stitch import (
     feature_families,
     firing_counts,
     frankenstein,
+    frankenstein_plane,
+    insert_effects,
+    insertion_curve,
     load_sae,
     match_features,
     push_to_hub,
@@ -58,6 +61,7 @@ from sae_lens_stitch import (
     save_sae,
     stitch,
     swap,
+    swap_curve,
 )
 from sae_lens_stitch.analysis.match import similar_pairs, similarity_stats
 from sae_lens_stitch.cli.common import CLIError
@@ -276,6 +280,10 @@ THRESHOLD_CALLS: dict[str, Callable[[Env, Any], object]] = {
     "frankenstein": lambda e, t: frankenstein([e.small, e.large], threshold=t),
     "similar_pairs": lambda e, t: similar_pairs(e.large, e.small, threshold=t),
     "similarity_stats": lambda e, t: similarity_stats(torch.zeros(3), t),
+    "insertion_curve": lambda e, t: insertion_curve(e.small, e.large, e.acts, threshold=t),
+    "swap_curve": lambda e, t: swap_curve(e.small, e.large, e.acts, threshold=t),
+    "frankenstein_plane": lambda e, t: frankenstein_plane([e.small, e.large], e.acts, threshold=t),
+    "insert_effects": lambda e, t: insert_effects(e.small, e.large, e.acts, threshold=t),
 }
 
 BAD_INDICES: list[tuple[Any, str]] = [
@@ -339,6 +347,8 @@ ACTIVATION_CALLS: dict[str, Callable[[Env, Any], object]] = {
     "classify": lambda e, x: classify_features(e.small, e.large, activations=x),
     "stitch": lambda e, x: stitch(e.small, e.large, activations=x),
     "frankenstein": lambda e, x: frankenstein([e.small, e.large], activations=x),
+    "insertion_curve": lambda e, x: insertion_curve(e.small, e.large, x),
+    "insert_effects": lambda e, x: insert_effects(e.small, e.large, x),
 }
 EMPTY_OK = {"batches_of_strings"}  # (an empty list is "no tokens" for every entry point)
 

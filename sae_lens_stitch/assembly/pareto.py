@@ -17,6 +17,7 @@ from sae_lens_stitch.assembly.assemble import Assembly
 from sae_lens_stitch.assembly.refit import refit
 from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, Metrics, evaluate
 from sae_lens_stitch.progress import track
+from sae_lens_stitch.validation import check_threshold
 
 PointKind = Literal["trained", "stitch_all_novel", "frankenstein", "assembled"]
 
@@ -103,6 +104,7 @@ def pareto(
     seed-order swap curve from the ``swap_pair[0]``-th to the ``swap_pair[1]``-th smallest SAE
     (families in order, then novel latents), and ``assembly``'s path and result. ``saes`` may
     come in any order: they are taken smallest first."""
+    threshold = check_threshold(threshold)
     saes = sorted(saes, key=lambda s: s.cfg.d_sae)
     from sae_lens_stitch.evaluation.curves import swap_curve
     from sae_lens_stitch.surgery.operations import frankenstein, stitch
