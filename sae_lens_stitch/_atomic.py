@@ -95,6 +95,7 @@ MARKER = ".sae-stitch-temp"
 """File inside every temporary folder this package makes next to a destination: it says the
 folder is the package's (so a clean-up never touches anyone else's) and which process made it."""
 
+_MARKER_PARTIAL = MARKER + ".partial"
 _TMP_TAG = ".tmp-"
 _OLD_TAG = ".old-"
 _RENAME_EXCHANGE = 2
@@ -106,7 +107,9 @@ def _temp_folder(target: Path, tag: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{tag}", dir=target.parent))
     folder.chmod(0o777 & ~_UMASK)
     marker = {"pid": os.getpid(), "host": socket.gethostname(), "target": target.name}
-    (folder / MARKER).write_text(json.dumps(marker))
+    partial = folder / _MARKER_PARTIAL  # written whole, then renamed: never a truncated marker
+    partial.write_text(json.dumps(marker))
+    os.replace(partial, folder / MARKER)
     return folder
 
 
@@ -177,12 +180,13 @@ def _remove_marked(folder: Path) -> None:
     """Remove one of the package's temporary folders, its marker last (a process killed while
     removing it leaves a folder the next clean-up still recognises)."""
     for entry in folder.iterdir() if folder.is_dir() else ():
-        if entry.name == MARKER:
+        if entry.name in (MARKER, _MARKER_PARTIAL):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+    (folder / _MARKER_PARTIAL).unlink(missing_ok=True)
     (folder / MARKER).unlink(missing_ok=True)
     try:
         folder.rmdir()
@@ -219,8 +223,9 @@ def _alive(marker: dict[str, Any]) -> bool:
 def find_leftovers(target: str | os.PathLike[str]) -> list[Path]:
     """The package's temporary and swapped-aside folders of earlier writes to ``target``
     (``.NAME.tmp-*`` and ``.NAME.old-*`` next to it) whose writer is gone. A folder counts
-    only if it holds the package's marker, or is empty (a write killed before it wrote the
-    marker); anything else with a similar name is not the package's and is never listed."""
+    only if it holds the package's marker, or nothing but (part of) a marker (a write killed
+    before its marker was complete); anything else with a similar name is not the package's and
+    is never listed."""
     target = Path(target)
     parent = target.parent
     if not parent.is_dir():
@@ -232,8 +237,8 @@ def find_leftovers(target: str | os.PathLike[str]) -> list[Path]:
             if entry.is_symlink() or not entry.is_dir() or len(entry.name) != len(prefix) + 8:
                 continue
             marker = _marker(entry)
-            if marker is None:
-                if not any(entry.iterdir()):
+            if marker is None:  # killed before its marker was complete: holds nothing else
+                if all(p.name in (MARKER, _MARKER_PARTIAL) for p in entry.iterdir()):
                     found.append(entry)
                 continue
             if marker.get("target") == target.name and not _alive(marker):

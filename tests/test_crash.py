@@ -63,6 +63,10 @@ def test_next_save_removes_leftovers_but_never_foreign_folders(tmp_path: Path) -
     old_left = _marked(tmp_path, "sae", ".old-", pid=dead, suffix="ijklmnop")
     empty = tmp_path / ".sae.tmp-qrstuvwx"
     empty.mkdir()  # a save killed before it wrote its marker
+    truncated = tmp_path / ".sae.tmp-trunc123"
+    truncated.mkdir()  # ... or while writing it
+    (truncated / MARKER).write_text("")
+    (truncated / (MARKER + ".partial")).write_text('{"pid"')
     foreign = tmp_path / ".sae.tmp-zzzzzzzz"
     (foreign / "mine").mkdir(parents=True)  # someone else's folder with a similar name
     live = _marked(tmp_path, "sae", ".tmp-", pid=os.getppid(), suffix="livelive")
@@ -70,6 +74,7 @@ def test_next_save_removes_leftovers_but_never_foreign_folders(tmp_path: Path) -
     save_sae(make_sae(seed=1), tmp_path / "sae", overwrite=True)
     remaining = sorted(p.name for p in tmp_path.iterdir())
     assert not tmp_left.exists() and not old_left.exists() and not empty.exists()
+    assert not truncated.exists()
     assert foreign.exists() and (foreign / "mine").is_dir()
     assert live.exists(), "a folder of a live process must be left alone"
     assert other_target.exists(), "a save to 'sae' only cleans up after 'sae'"
