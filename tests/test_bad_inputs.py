@@ -33,6 +33,7 @@ from sae_lens import SAE
 
 import sae_lens_stitch.cli as cli
 from sae_lens_stitch import (
+    BudgetError,
     CorruptSAEError,
     DeviceError,
     FeatureFamily,
@@ -44,6 +45,7 @@ from sae_lens_stitch import (
     PathExistsError,
     SourceNotFoundError,
     StitchError,
+    assemble,
     check_indices,
     classify_features,
     dead_latents,
@@ -424,6 +426,14 @@ API_CASES: list[tuple[str, Callable[[Env], object], type[Exception], str]] = [
     ("match k=0", lambda e: match_features(e.small, e.large, k=0), InvalidArgumentError, "k must be an integer between 1 and 16; got 0"),
     ("match k=99", lambda e: match_features(e.small, e.large, k=99), InvalidArgumentError, "got 99"),
     ("match k=1.5", lambda e: match_features(e.small, e.large, k=1.5), InvalidArgumentError, "got 1.5"),  # pyright: ignore[reportArgumentType]
+    ("match device", lambda e: match_features(e.small, e.large, device="banana"), DeviceError, "invalid device 'banana'"),
+    ("similar_pairs device", lambda e: similar_pairs(e.small, e.large, threshold=0.5, device="cuda:99"), DeviceError, "'cuda:99'"),
+    ("assemble eval_fraction str", lambda e: assemble([e.small, e.large], e.acts, width=4, eval_fraction="0.5"), InvalidArgumentError, "eval_fraction must be a number strictly between 0 and 1; got '0.5'"),
+    ("assemble eval_fraction nan", lambda e: assemble([e.small, e.large], e.acts, width=4, eval_fraction=NAN), InvalidArgumentError, "got nan"),
+    ("assemble width 0", lambda e: assemble([e.small, e.large], e.acts, width=0), BudgetError, "got 0"),
+    ("assemble no budget", lambda e: assemble([e.small, e.large], e.acts), BudgetError, "give a width budget"),
+    ("assemble pool dup", lambda e: assemble([e.small, e.large], e.acts, width=4, pool=[1, 1]), BudgetError, "twice"),
+    ("assemble nan acts", lambda e: assemble([e.small, e.large], torch.full((300, D_IN), NAN), width=4), InvalidActivationsError, "non-finite"),
     ("chunk 0", lambda e: match_features(e.small, e.large, chunk_size=0), InvalidArgumentError, "chunk_size must be an integer 1 or more; got 0"),
     ("batch_size 0", lambda e: evaluate(e.large, e.acts, batch_size=0), InvalidArgumentError, "batch_size must be an integer 1 or more; got 0"),
     ("batch_size float", lambda e: evaluate(e.large, e.acts, batch_size=2.5), InvalidArgumentError, "got 2.5"),  # pyright: ignore[reportArgumentType]

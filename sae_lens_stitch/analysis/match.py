@@ -13,7 +13,13 @@ from sae_lens import SAE
 from sae_lens_stitch.checks import bad_rows
 from sae_lens_stitch.errors import InvalidWeightsError
 from sae_lens_stitch.progress import track
-from sae_lens_stitch.validation import check_choice, check_count, check_sae, check_threshold
+from sae_lens_stitch.validation import (
+    check_choice,
+    check_count,
+    check_device,
+    check_sae,
+    check_threshold,
+)
 
 WeightsKind = Literal["decoder", "encoder"]
 
@@ -111,7 +117,7 @@ def similarity_blocks(
 
     ``sims_BC`` is a view of one buffer that is reused for every block (a fresh block each
     time costs page faults on the CPU): use it, or copy it, before asking for the next one."""
-    dev = torch.device(device) if device is not None else source_SD.device
+    dev = check_device(device) if device is not None else source_SD.device
     n_s, n_t = source_SD.shape[0], target_TD.shape[0]
     if source_SD.shape[1] != target_TD.shape[1]:
         raise ValueError(
@@ -156,7 +162,7 @@ def match_features(
     dir_SD, dir_TD = directions(source, weights), directions(target, weights)
     n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
     check_count(k, "k", maximum=n_t)
-    dev = torch.device(device) if device is not None else dir_SD.device
+    dev = check_device(device) if device is not None else dir_SD.device
     values_SK = torch.full((n_s, k), -torch.inf, device=dev)
     indices_SK = torch.zeros((n_s, k), dtype=torch.long, device=dev)
     with torch.no_grad():
