@@ -120,6 +120,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
         RoundTripMismatchError as RoundTripMismatchError,
     )
     from sae_lens_stitch.errors import (
+        SaveError as SaveError,
+    )
+    from sae_lens_stitch.errors import (
         SourceNotFoundError as SourceNotFoundError,
     )
     from sae_lens_stitch.errors import (

@@ -96,3 +96,7 @@ class InvalidArgumentError(StitchError, ValueError, TypeError):
 
 class DeviceError(StitchError, ValueError):
     """A torch device that is malformed ("banana") or not available here ("cuda" without GPU)."""
+
+
+class SaveError(StitchError, OSError):
+    """A destination that cannot be written: no permission, no space, a name too long."""

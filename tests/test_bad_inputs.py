@@ -43,6 +43,7 @@ from sae_lens_stitch import (
     InvalidDestinationError,
     InvalidIndicesError,
     PathExistsError,
+    SaveError,
     SourceNotFoundError,
     StitchError,
     assemble,
@@ -248,6 +249,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     e.paths["out_in_file"] = str(root / "a_file" / "out")
     e.paths["out_no_parent"] = str(root / "no" / "parent" / "out")
     e.paths["nl"] = "\n"
+    e.paths["long_name"] = str(root / ("x" * 300))
     return e
 
 
@@ -408,6 +410,9 @@ API_CASES: list[tuple[str, Callable[[Env], object], type[Exception], str]] = [
     ("save exists", lambda e: save_sae(e.small, e.paths["small"]), PathExistsError, "overwrite=True"),
     ("save over a file", lambda e: save_sae(e.small, e.paths["a_file"], overwrite=True), PathExistsError, "not a folder"),
     ("save under a file", lambda e: save_sae(e.small, Path(e.paths["a_file"]) / "x"), InvalidArgumentError, "is not a folder"),
+    ("save name too long", lambda e: save_sae(e.small, e.root / ("x" * 300)), SaveError, "File name too long"),
+    ("save parent name too long", lambda e: save_sae(e.small, e.root / ("x" * 300) / "s"), SaveError, "File name too long"),
+    ("save under /proc", lambda e: save_sae(e.small, "/proc/self/sae"), SaveError, "cannot save to '/proc/self/sae'"),
     ("save overwrite='yes'", lambda e: save_sae(e.small, e.root / "ow", overwrite="yes"), InvalidArgumentError, "got 'yes'"),  # pyright: ignore[reportArgumentType]
     ("stitch strings", lambda e: stitch("a", "b"), InvalidArgumentError, "base must be an SAE-Lens SAE; got 'a'"),  # pyright: ignore[reportArgumentType]
     ("stitch donor path", lambda e: stitch(e.small, e.paths["large"]), InvalidArgumentError, "load it first"),  # pyright: ignore[reportArgumentType]
@@ -562,6 +567,8 @@ CLI_CASES: list[tuple[str, type[Exception], str]] = [
     (f"stitch {PAIR} --out {{a_file}} --overwrite", CLIError, "is not a folder"),
     (f"compare {PAIR} --out {{a_file}}", CLIError, "exists and is not a folder"),
     (f"compare {PAIR} --out {{out_no_parent}}", CLIError, "create it first"),
+    (f"stitch {PAIR} --out {{long_name}}", CLIError, "File name too long"),
+    (f"compare {PAIR} --out {{long_name}}", CLIError, "File name too long"),
     (f"classify {PAIR} --out ''", CLIError, "is not a valid path"),
     # sources
     ("compare {missing} {large} --out {out}", SourceNotFoundError, "missing_sae"),

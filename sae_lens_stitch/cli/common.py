@@ -135,6 +135,10 @@ def prepare_out(out: str | None, *, default: str = "runs/out", create: bool = Fa
         raise CLIError(f"output folder {out!r} is not a valid path")
     path = Path(out).expanduser()
     parent = path.absolute().parent
+    try:
+        path.exists()
+    except OSError as err:  # e.g. a name too long
+        raise CLIError(f"output folder {out!r} is not a valid path: {err.strerror}") from None
     if not parent.is_dir():
         raise CLIError(
             f"output folder {out!r}: parent folder {str(parent)!r} does not exist; create it first"

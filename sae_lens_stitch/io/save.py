@@ -26,7 +26,7 @@ from sae_lens_stitch._atomic import (
     find_all_leftovers,
     remove_leftovers,
 )
-from sae_lens_stitch.errors import InvalidArgumentError, PathExistsError
+from sae_lens_stitch.errors import InvalidArgumentError, PathExistsError, SaveError, StitchError
 from sae_lens_stitch.io.sparsity import SPARSITY_FILENAME, SPARSITY_KEY, get_log_sparsity
 from sae_lens_stitch.provenance import METADATA_KEY, get_provenance, has_provenance
 from sae_lens_stitch.validation import check_sae, show
@@ -94,6 +94,18 @@ def save_sae(sae: SAE[Any], folder: str | os.PathLike[str], *, overwrite: bool =
     target = _check_folder_arg(folder)
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError(f"overwrite must be True or False; got {show(overwrite)}")
+    try:
+        return _save(sae, target, overwrite)
+    except StitchError:
+        raise
+    except OSError as err:  # the file system refused: say where and why, in one line
+        raise SaveError(
+            f"cannot save to {str(target)!r}: {err.strerror or err}"
+            + (f" ({err.filename!r})" if err.filename and str(err.filename) != str(target) else "")
+        ) from err
+
+
+def _save(sae: SAE[Any], target: Path, overwrite: bool) -> Path:
     remove_leftovers(target)  # first: it may put back an SAE a killed overwrite moved aside
     if target.exists() and not overwrite:
         raise PathExistsError(f"{str(target)!r} already exists; pass overwrite=True to replace it")
