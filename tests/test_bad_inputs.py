@@ -461,8 +461,17 @@ API_CASES: list[tuple[str, Callable[[Env], object], type[Exception], str]] = [
     ("load revision newline", lambda e: load_sae(e.paths["small"], revision="main\n"), InvalidDestinationError, "'main\\n'"),
     ("read_activations folder", lambda e: read_activations(e.paths["folder.pt"], D_IN), InvalidActivationsError, "is a folder"),
     ("read_activations None", lambda e: read_activations(None, D_IN), InvalidActivationsError, "got None"),  # pyright: ignore[reportArgumentType]
+    ("read_activations d_in 0", lambda e: read_activations(e.paths["good.pt"], 0), InvalidArgumentError, "d_in must be an integer 1 or more; got 0"),
+    ("read_activations d_in str", lambda e: read_activations(e.paths["good.pt"], "16"), InvalidArgumentError, "got '16'"),  # pyright: ignore[reportArgumentType]
+    ("evaluate dense_threshold", lambda e: evaluate(e.large, e.acts, dense_threshold=2.0), InvalidArgumentError, "dense_threshold must be a finite number in [0, 1]; got 2.0"),
+    ("evaluate dense_threshold nan", lambda e: evaluate(e.large, e.acts, dense_threshold=NAN), InvalidArgumentError, "got nan"),
     ("push sae str", lambda e: push_to_hub("sae", "me/repo"), InvalidArgumentError, "got 'sae'"),  # pyright: ignore[reportArgumentType]
     ("push token int", lambda e: push_to_hub(e.small, "me/repo", token=5), InvalidArgumentError, "token must be a non-empty string; got a non-string"),  # pyright: ignore[reportArgumentType]
+    ("push metrics list", lambda e: push_to_hub(e.small, "me/repo", metrics=[1]), InvalidArgumentError, "metrics must be a mapping"),  # pyright: ignore[reportArgumentType]
+    ("push metrics str", lambda e: push_to_hub(e.small, "me/repo", metrics="mse"), InvalidArgumentError, "got 'mse'"),  # pyright: ignore[reportArgumentType]
+    ("push private str", lambda e: push_to_hub(e.small, "me/repo", private="no"), InvalidArgumentError, "private must be True or False; got 'no'"),  # pyright: ignore[reportArgumentType]
+    ("push overwrite int", lambda e: push_to_hub(e.small, "me/repo", overwrite=1), InvalidArgumentError, "overwrite must be True or False; got 1"),  # pyright: ignore[reportArgumentType]
+    ("push path_in_repo int", lambda e: push_to_hub(e.small, "me/repo", path_in_repo=5), InvalidDestinationError, "got 5 (int)"),  # pyright: ignore[reportArgumentType]
     ("push message empty", lambda e: push_to_hub(e.small, "me/repo", commit_message=" "), InvalidArgumentError, "commit_message"),
 ]  # fmt: skip
 

@@ -11,12 +11,13 @@ from typing import Any
 import torch
 
 from sae_lens_stitch.errors import InvalidActivationsError
-from sae_lens_stitch.validation import check_activation_batch, show
+from sae_lens_stitch.validation import check_activation_batch, check_count, show
 
 
 def read_activations(path_text: str, d_in: int) -> torch.Tensor:
     """Activations [..., d_in] from a .pt / .pth / .safetensors / .npy file (a tensor, or a dict
     with one tensor or with key "activations"), flattened to [N, d_in] float32."""
+    check_count(d_in, "d_in")
     return fit_activations(read_activation_file(path_text), path_text, d_in)
 
 

@@ -33,7 +33,7 @@ from sae_lens import SAE
 from sae_lens_stitch.errors import InvalidActivationsError
 from sae_lens_stitch.progress import track
 from sae_lens_stitch.registry import encode_and_reconstruct, output_dim, reconstructs_input
-from sae_lens_stitch.validation import check_activation_batch, check_count
+from sae_lens_stitch.validation import check_activation_batch, check_count, check_number
 
 ActivationsLike = torch.Tensor | Iterable[torch.Tensor]
 """A tensor [..., d_in] or an iterable of such batches (e.g. a generator reading from disk)."""
@@ -335,6 +335,7 @@ def evaluate(
     (a tensor [..., d_in] or an iterable of batches), streamed ``batch_size`` tokens at a time.
     Memory: one batch plus O(d_in + d_sae). For transcoders, ``targets`` are the output
     hook's activations (aligned with ``activations``); MSE and FVU are measured against them."""
+    check_number(dense_threshold, "dense_threshold", low=0.0, high=1.0)
     acc, counts_L = _run(
         sae,
         activations,

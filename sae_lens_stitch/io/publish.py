@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,15 @@ def push_to_hub(
         if value is not None and (not isinstance(value, str) or not value.strip()):
             shown = "a non-string" if name == "token" else show(value)  # never show a token
             raise InvalidArgumentError(f"{name} must be a non-empty string; got {shown}")
+    if metrics is not None and not isinstance(metrics, (Mapping, BaseModel)):
+        raise InvalidArgumentError(
+            f"metrics must be a mapping or a pydantic model (e.g. evaluate's result); got {show(metrics)}"
+        )
+    for name, flag in (("private", private), ("overwrite", overwrite), ("create_pr", create_pr)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentError(f"{name} must be True or False; got {show(flag)}")
+    if path_in_repo is not None and not isinstance(path_in_repo, str):
+        raise InvalidDestinationError(f"path_in_repo must be a string; got {show(path_in_repo)}")
     folder = _check_destination(
         repo_id, default_path_in_repo(sae) if path_in_repo is None else path_in_repo
     )
