@@ -339,6 +339,12 @@ def check_indices(indices: Any, size: int, *, what: str = "indices") -> torch.Te
                 + (" (flatten it if that is what you mean)" if tensor.ndim > 1 else "")
             )
         tensor = tensor.long()
+    elif isinstance(indices, range):  # bounds first: range(10**12) is never expanded
+        ends = sorted((indices[0], indices[-1])) if indices else []
+        bad = [v for v in ends if not 0 <= v < size]
+        if bad:  # (a range's smallest and largest values are its ends: no iteration)
+            _out_of_range(what, size, bad, len(bad))
+        tensor = torch.arange(indices.start, indices.stop, indices.step, dtype=torch.long)
     elif isinstance(indices, Iterable):
         values = [_index_value(v, what) for v in indices]
         bad = [v for v in values if not 0 <= v < size]

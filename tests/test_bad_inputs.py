@@ -300,6 +300,9 @@ BAD_INDICES: list[tuple[Any, str]] = [
     ([-1], "out of range for 16 latents (allowed: 0..15): [-1]"),
     ([16], "out of range for 16 latents (allowed: 0..15): [16]"),
     ([0, 0], "duplicate"),
+    (range(10**12), "out of range for 16 latents (allowed: 0..15): [999999999999]"),
+    (range(-3, 4), "[-3]"),
+    (range(10**30), "[999999999999999999999999999999]"),
     ([1.0], "got 1.0 (float)"),
     ([True], "got True (bool)"),
     ([0, "1"], "got '1' (str)"),
@@ -396,6 +399,9 @@ BAD_SOURCES: list[tuple[Any, str]] = [
     (None, "expected a non-empty string"),
     (("only-one",), "a pair must be"),
     (("rel", ""), "a pair must be"),
+    (("rel", " "), "a pair must be"),
+    (("rel\n", "id"), "control characters"),
+    (("rel", "id\t"), "control characters"),
     ("no-colon-no-folder", "no such local folder"),
 ]
 

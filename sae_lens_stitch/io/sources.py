@@ -151,8 +151,12 @@ def parse_source(
     unparsable string raises :class:`~sae_lens_stitch.errors.SourceNotFoundError` naming it
     and the accepted forms. ``revision`` applies to release and Hub sources."""
     if isinstance(source, tuple):
-        if len(source) != 2 or not all(isinstance(s, str) and s for s in source):
+        if len(source) != 2 or not all(isinstance(s, str) and s.strip() for s in source):
             raise _bad(source, "a pair must be (release, sae_id), two non-empty strings")
+        if any(_CONTROL.search(s) for s in source):
+            raise _bad(
+                source, "a release or SAE id cannot contain control characters (newlines, tabs)"
+            )
         return SAESource(kind="release", release=source[0], sae_id=source[1], revision=revision)
     if isinstance(source, os.PathLike):
         return _local(source)
