@@ -103,7 +103,7 @@ _AT_FDCWD = -100
 
 
 def _temp_folder(target: Path, tag: str) -> Path:
-    """A new, marked folder ``.NAME<tag>XXXXXXXX`` next to ``target`` (0o755 less the umask)."""
+    """A new, marked folder ``.NAME<tag>XXXXXXXX`` next to ``target``, with the permissions of any new folder (0o777 less the umask)."""
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}{tag}", dir=target.parent))
     folder.chmod(0o777 & ~_UMASK)
     marker = {"pid": os.getpid(), "host": socket.gethostname(), "target": target.name}
