@@ -111,6 +111,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
         CorruptSAEError as CorruptSAEError,
     )
     from sae_lens_stitch.errors import (
+        DeviceError as DeviceError,
+    )
+    from sae_lens_stitch.errors import (
         HubError as HubError,
     )
     from sae_lens_stitch.errors import (
@@ -118,6 +121,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.errors import (
         InvalidActivationsError as InvalidActivationsError,
+    )
+    from sae_lens_stitch.errors import (
+        InvalidArgumentError as InvalidArgumentError,
     )
     from sae_lens_stitch.errors import (
         InvalidDatasetError as InvalidDatasetError,
@@ -151,6 +157,9 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     )
     from sae_lens_stitch.errors import (
         RoundTripMismatchError as RoundTripMismatchError,
+    )
+    from sae_lens_stitch.errors import (
+        SaveError as SaveError,
     )
     from sae_lens_stitch.errors import (
         SourceNotFoundError as SourceNotFoundError,
@@ -230,6 +239,7 @@ if TYPE_CHECKING:  # the public names, listed once: re-exported (X as X) and rea
     from sae_lens_stitch.io.load import load_sae as load_sae
     from sae_lens_stitch.io.publish import PushResult as PushResult
     from sae_lens_stitch.io.publish import push_to_hub as push_to_hub
+    from sae_lens_stitch.io.save import clean_leftovers as clean_leftovers
     from sae_lens_stitch.io.save import save_sae as save_sae
     from sae_lens_stitch.io.sources import SAESource as SAESource
     from sae_lens_stitch.io.sources import parse_source as parse_source

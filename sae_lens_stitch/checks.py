@@ -11,7 +11,20 @@ import torch
 from sae_lens import SAE
 
 from sae_lens_stitch._joined import JOINED, already_checked
-from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidIndicesError, InvalidWeightsError
+from sae_lens_stitch.errors import IncompatibleSAEsError, InvalidWeightsError
+from sae_lens_stitch.validation import check_indices, check_sae
+
+__all__ = [
+    "IndexLike",
+    "bad_rows",
+    "check_compatible",
+    "check_finite",
+    "check_indices",
+    "check_joinable",
+    "checks_pair_once",
+    "joinable",
+    "marked_joinable",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,6 +54,8 @@ def check_compatible(
     """Raise :class:`IncompatibleSAEsError` unless the two SAEs read the same activations the
     same way: d_in, hook name, model name, normalize_activations, reshape_activations, dtype.
     Skipped for a pair already checked by the :func:`joinable` operation now running."""
+    check_sae(first, names[0])
+    check_sae(second, names[1])
     if already_checked(first, second):
         return
     for path, label in _COMPARED_FIELDS:
@@ -49,44 +64,10 @@ def check_compatible(
             raise IncompatibleSAEsError(label, a, b, names=names)
 
 
-def check_indices(indices: IndexLike, size: int, *, what: str = "indices") -> torch.Tensor:
-    """Validate latent indices into ``range(size)`` and return them as a 1-D long tensor.
-
-    Raises :class:`InvalidIndicesError` for non-integers, out-of-range values and duplicates.
-    """
-    if isinstance(indices, torch.Tensor):
-        tensor = indices.detach().to("cpu")
-    else:
-        values = list(indices)
-        for v in values:
-            is_int = isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu")
-            if isinstance(v, bool) or not is_int:
-                raise InvalidIndicesError(
-                    f"{what} must be integers; got {v!r} ({type(v).__name__})"
-                )
-        tensor = torch.tensor([int(v) for v in values], dtype=torch.long)
-    if tensor.dtype in (torch.bool,) or tensor.is_floating_point() or tensor.is_complex():
-        raise InvalidIndicesError(f"{what} must be integers; got a tensor of dtype {tensor.dtype}")
-    tensor = tensor.reshape(-1).long()
-    if tensor.numel():
-        bad = tensor[(tensor < 0) | (tensor >= size)]
-        if bad.numel():
-            raise InvalidIndicesError(
-                f"{what} out of range for {size} latents: {bad[:10].tolist()}"
-                + (" ..." if bad.numel() > 10 else "")
-            )
-        uniq, counts = torch.unique(tensor, return_counts=True)
-        dup = uniq[counts > 1]
-        if dup.numel():
-            raise InvalidIndicesError(
-                f"duplicate {what}: {dup[:10].tolist()}" + (" ..." if dup.numel() > 10 else "")
-            )
-    return tensor
-
-
 def check_finite(sae: SAE[Any], *, name: str = "SAE") -> None:
     """Raise :class:`InvalidWeightsError` naming the parameter if any weight is NaN or inf
     (skipped for an SAE already checked by the :func:`joinable` operation now running)."""
+    check_sae(sae, name)
     if already_checked(sae, sae):
         return
     for pname, tensor in sae.state_dict().items():

@@ -112,3 +112,17 @@ class ModelMismatchWarning(UserWarning):
 class InvalidSettingError(StitchError, ValueError):
     """A numeric setting out of its range: k larger than the target's width, a meta-SAE width
     or k outside what the decomposed SAE allows, a non-positive learning rate."""
+
+
+class InvalidArgumentError(StitchError, ValueError, TypeError):
+    """An argument of the wrong type or outside its range: a threshold of 1.5, NaN or "0.7",
+    a fraction outside (0, 1), a folder that is not a path, an SAE that is not an SAE. Both a
+    ValueError and a TypeError, so either ``except`` catches it."""
+
+
+class DeviceError(StitchError, ValueError):
+    """A torch device that is malformed ("banana") or not available here ("cuda" without GPU)."""
+
+
+class SaveError(StitchError, OSError):
+    """A destination that cannot be written: no permission, no space, a name too long."""

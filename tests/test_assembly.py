@@ -16,6 +16,7 @@ from sae_lens_stitch import (
     BudgetError,
     IncompatibleSAEsError,
     InvalidActivationsError,
+    InvalidArgumentError,
     UnsupportedArchitectureError,
     assemble,
     get_provenance,
@@ -224,7 +225,7 @@ def test_assembled_sae_saves_and_loads_with_plain_sae_lens(tmp_path) -> None:
         ({"width": 10, "pool": [0, 0]}, BudgetError, "twice"),
         ({"width": 10, "pool": [5]}, BudgetError, "got 5"),
         ({"width": 10, "start": 3}, BudgetError, "got 3"),
-        ({"width": 10, "eval_fraction": 1.5}, InvalidActivationsError, "1.5"),
+        ({"width": 10, "eval_fraction": 1.5}, InvalidArgumentError, "1.5"),
     ],
 )
 def test_assemble_bad_budgets(

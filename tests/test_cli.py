@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from sae_lens_stitch import classify_features, get_provenance, load_sae
 from sae_lens_stitch.cli import CLIError, main, parse_indices
+from sae_lens_stitch.errors import InvalidIndicesError
 
 EXE = Path(sys.executable).parent / "sae-stitch"
 
@@ -485,7 +486,7 @@ def test_parse_indices() -> None:
     assert parse_indices("3,5,10-12") == [3, 5, 10, 11, 12]
     assert parse_indices(" 1 , 2 ") == [1, 2]
     for bad in ("", "a", "5-2", "1.5"):
-        with pytest.raises(CLIError):
+        with pytest.raises((CLIError, InvalidIndicesError)):
             parse_indices(bad)
 
 
@@ -767,7 +768,7 @@ def test_assemble_and_refit_commands(
     ("extra", "fragment"),
     [
         ([], "needs a budget"),
-        (["--width", "0"], "--width must be positive"),
+        (["--width", "0"], "--width must be an integer 1 or more; got 0"),
         (["--l0", "-1"], "--l0 must be a positive"),
         (["--width", "5", "--start", "4"], "--start 4"),
         (["--width", "5", "--eval-fraction", "1"], "--eval-fraction"),

@@ -138,7 +138,7 @@ def test_unstitched_local_sae_gets_path_and_hash_identity(tmp_path: Path):
     assert source.content_hash is not None and source.d_sae == sae.cfg.d_sae
 
 
-def test_save_refuses_existing_and_missing_parent(tmp_path: Path):
+def test_save_refuses_existing_and_creates_missing_parents(tmp_path: Path):
     sae = make_sae()
     first = save_sae(sae, tmp_path / "s")
     before = (first / "sae_weights.safetensors").read_bytes()
@@ -148,8 +148,12 @@ def test_save_refuses_existing_and_missing_parent(tmp_path: Path):
     save_sae(make_sae(seed=5), tmp_path / "s", overwrite=True)
     assert (first / "sae_weights.safetensors").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
-    with pytest.raises(SourceNotFoundError, match="parent folder"):
-        save_sae(sae, tmp_path / "missing" / "s")
+    nested = save_sae(sae, tmp_path / "missing" / "deeper" / "s")
+    assert nested == tmp_path / "missing" / "deeper" / "s"
+    assert (nested / "cfg.json").is_file()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in nested.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # weights as readable as cfg.json
+    assert sorted(p.name for p in (tmp_path / "missing" / "deeper").iterdir()) == ["s"]
 
 
 def test_missing_and_corrupt_local_sources(tmp_path: Path):

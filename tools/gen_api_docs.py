@@ -71,7 +71,7 @@ STEPS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("Provenance", ["sae_lens_stitch.provenance"]),
-    ("Errors", ["sae_lens_stitch.errors"]),
+    ("Errors", ["sae_lens_stitch.errors", "sae_lens_stitch.validation"]),
 ]
 
 

@@ -17,9 +17,11 @@ from sae_lens_stitch.analysis.match import (
     match_features,
 )
 from sae_lens_stitch.checks import check_compatible
+from sae_lens_stitch.errors import InvalidArgumentError
 from sae_lens_stitch.evaluation.metrics import DEFAULT_BATCH_SIZE, ActivationsLike, dead_latents
 from sae_lens_stitch.io.sparsity import get_log_sparsity
 from sae_lens_stitch.provenance import SourceSAE, display_name, sae_identity
+from sae_lens_stitch.validation import check_count, check_threshold, show
 
 
 class FeatureCategory(str, Enum):
@@ -111,6 +113,7 @@ def classify_from_matches(
 
     ``dead_mask`` ([large.d_sae] bool) marks large latents that never fire: they are DEAD.
     """
+    threshold = check_threshold(threshold)
     max_cos = forward.best_values.cpu()
     partner = forward.best_indices.cpu()
     recon = max_cos >= threshold
@@ -170,10 +173,12 @@ def _dead_mask(
     use_stored_sparsity: bool,
     show_progress: bool | None,
 ) -> torch.Tensor | None:
-    if dead_mask is not None and tuple(dead_mask.shape) != (large.cfg.d_sae,):
-        raise ValueError(
+    if dead_mask is not None and (
+        not isinstance(dead_mask, torch.Tensor) or tuple(dead_mask.shape) != (large.cfg.d_sae,)
+    ):
+        raise InvalidArgumentError(
             f"dead_mask must have shape ({large.cfg.d_sae},), one entry per large latent; "
-            f"got {tuple(dead_mask.shape)}"
+            f"got {show(dead_mask)}"
         )
     masks: list[torch.Tensor] = [] if dead_mask is None else [dead_mask.cpu().bool()]
     if activations is not None:
@@ -215,6 +220,8 @@ def classify_features(
     stored log10 firing rate (:mod:`sae_lens_stitch.io.sparsity`), latents whose rate is below
     ``DEAD_LOG_SPARSITY`` (SAE-Lens stores log10(rate + 1e-10), so -10 means never fired) are."""
     check_compatible(small, large, names=("small", "large"))
+    threshold = check_threshold(threshold)
+    check_count(batch_size, "batch_size")
     dead_mask = _dead_mask(
         large,
         dead_mask,

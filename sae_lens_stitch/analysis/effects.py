@@ -44,7 +44,7 @@ from sae_lens import SAE
 from sae_lens_stitch.analysis.classify import FeatureCategory
 from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD, match_features
 from sae_lens_stitch.checks import IndexLike, check_indices, checks_pair_once
-from sae_lens_stitch.errors import UnsupportedSAEError
+from sae_lens_stitch.errors import InvalidActivationsError, UnsupportedSAEError
 from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
@@ -55,6 +55,7 @@ from sae_lens_stitch.evaluation.metrics import (
 )
 from sae_lens_stitch.provenance import display_name
 from sae_lens_stitch.registry import encode_and_reconstruct, get_rule, output_dim
+from sae_lens_stitch.validation import check_threshold
 
 _NONLINEAR_NORMS = ("constant_norm_rescale", "layer_norm")
 
@@ -221,6 +222,7 @@ def proxy_agreement(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> ProxyAgreement:
     """Confusion matrix of the cosine proxy against the behavioural label, and AUROC."""
+    threshold = check_threshold(threshold)
     live = firing_counts.cpu() > 0
     cos, delta = max_cosine.cpu()[live], delta_sse.cpu()[live]
     proxy_novel = cos < threshold
@@ -267,6 +269,7 @@ def insert_effects(
     ``max_cosine`` ([donor.d_sae], large -> small) may be passed to skip the matching (e.g.
     ``classification.max_cosine``). For transcoders, ``targets`` are the output hook's
     activations; the residual is ``target - base(x)``."""
+    threshold = check_threshold(threshold)
     check_linear_decode(base, name="base")
     check_linear_decode(donor, name="donor")
     idx_P = (
@@ -301,7 +304,7 @@ def insert_effects(
             sum_a2_P += a_NP.double().pow(2).sum(dim=0).cpu()
             fires_P += (a_NP != 0).sum(dim=0).cpu()
     if acc.n == 0:
-        raise ValueError("activations are empty: no tokens to evaluate")
+        raise InvalidActivationsError("activations are empty: no tokens to evaluate")
     if max_cosine is None:
         max_cosine = match_features(donor, base, show_progress=show_progress).best_values
     return effects_from_sums(

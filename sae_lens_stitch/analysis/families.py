@@ -19,6 +19,7 @@ from sae_lens_stitch.analysis.match import (
     similar_pairs,
 )
 from sae_lens_stitch.checks import check_compatible
+from sae_lens_stitch.validation import check_threshold
 
 
 class FeatureFamily(BaseModel):
@@ -51,6 +52,7 @@ def feature_families(
     """Families of ``small`` and ``large`` latents at ``threshold``, ordered by their first
     small latent. Built from the blocked similarity: the dense matrix is never held."""
     check_compatible(small, large, names=("small", "large"))
+    threshold = check_threshold(threshold)
     n_s, n_l = small.cfg.d_sae, large.cfg.d_sae
     large_idx, small_idx, cos = similar_pairs(
         large,

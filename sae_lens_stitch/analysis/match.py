@@ -15,6 +15,13 @@ from sae_lens_stitch.checks import bad_rows
 from sae_lens_stitch.errors import InvalidWeightsError
 from sae_lens_stitch.evaluation.metrics import Metric
 from sae_lens_stitch.progress import track
+from sae_lens_stitch.validation import (
+    check_choice,
+    check_count,
+    check_device,
+    check_sae,
+    check_threshold,
+)
 
 WeightsKind = Literal["decoder", "encoder"]
 MatchKind = Literal["decoder", "encoder", "activation"]
@@ -63,6 +70,8 @@ class FeatureMatches:
 
 def directions(sae: SAE[Any], weights: WeightsKind = "decoder") -> torch.Tensor:
     """[d_sae, d] latent directions: decoder rows or encoder columns (a view, not a copy)."""
+    check_sae(sae)
+    check_choice(weights, "weights", ("decoder", "encoder"))
     if weights == "decoder":
         return sae.W_dec.detach()
     if weights == "encoder":
@@ -102,8 +111,7 @@ def _normalised(rows_RD: torch.Tensor, *, name: str, offset: int = 0) -> torch.T
 
 def _block_sizes(n_source: int, n_target: int, chunk_size: int | None) -> tuple[int, int]:
     if chunk_size is not None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        chunk_size = check_count(chunk_size, "chunk_size")
         return chunk_size, chunk_size
     tgt = min(n_target, 16384)
     src = max(1, min(n_source, DEFAULT_BLOCK_BYTES // (4 * tgt)))
@@ -124,7 +132,7 @@ def similarity_blocks(
 
     ``sims_BC`` is a view of one buffer that is reused for every block (a fresh block each
     time costs page faults on the CPU): use it, or copy it, before asking for the next one."""
-    dev = torch.device(device) if device is not None else source_SD.device
+    dev = check_device(device) if device is not None else source_SD.device
     n_s, n_t = source_SD.shape[0], target_TD.shape[0]
     if source_SD.shape[1] != target_TD.shape[1]:
         raise ValueError(
@@ -175,8 +183,7 @@ def match_features(
     directions raise :class:`InvalidWeightsError` naming the SAE, the parameter and the rows."""
     dir_SD, dir_TD = directions(source, weights), directions(target, weights)
     n_s, n_t = dir_SD.shape[0], dir_TD.shape[0]
-    if not 1 <= k <= n_t:
-        raise ValueError(f"k must be between 1 and the target's {n_t} latents, got {k}")
+    check_count(k, "k", maximum=n_t)
     if one_to_one:
         if k != 1:
             raise ValueError(
@@ -191,7 +198,7 @@ def match_features(
             names=_labels(names, weights),
             show_progress=show_progress,
         )
-    dev = torch.device(device) if device is not None else dir_SD.device
+    dev = check_device(device) if device is not None else dir_SD.device
     values_SK = torch.full((n_s, k), -torch.inf, device=dev)
     indices_SK = torch.zeros((n_s, k), dtype=torch.long, device=dev)
     with torch.no_grad():
@@ -325,6 +332,7 @@ def similar_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All pairs (source i, target j) with cosine >= ``threshold``, found block by block:
     ``(source_indices, target_indices, cosines)`` on the CPU. ``names`` label the SAEs in errors."""
+    threshold = check_threshold(threshold)
     src_parts: list[torch.Tensor] = []
     tgt_parts: list[torch.Tensor] = []
     cos_parts: list[torch.Tensor] = []
@@ -359,6 +367,7 @@ def similarity_histogram(
 def similarity_stats(values_L: torch.Tensor, threshold: float) -> dict[str, float]:
     """Mean, min, max, quantiles of best-match similarities and the share at or above
     ``threshold`` (stable JSON)."""
+    threshold = check_threshold(threshold)
     v = values_L.float().cpu()  # quantile's q lives on the CPU
     q = torch.quantile(v, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]))
     return {

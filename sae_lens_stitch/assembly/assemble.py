@@ -54,6 +54,7 @@ from sae_lens_stitch.provenance import (
 )
 from sae_lens_stitch.registry import Part
 from sae_lens_stitch.surgery.operations import join
+from sae_lens_stitch.validation import check_fraction
 
 Move = Literal["start", "add", "remove", "swap", "refit"]
 
@@ -159,8 +160,7 @@ def split_tokens(
     eval_fraction: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit, eval) tensors: the given pair, or the first and last parts of ``activations``."""
-    if not 0 < eval_fraction < 1:
-        raise InvalidActivationsError(f"eval_fraction must be in (0, 1); got {eval_fraction!r}")
+    check_fraction(eval_fraction, "eval_fraction")
     try:
         x = materialize(activations, d_in)
         ev_x = None if eval_activations is None else materialize(eval_activations, d_in)

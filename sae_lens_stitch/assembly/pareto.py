@@ -23,6 +23,7 @@ from sae_lens_stitch.evaluation.metrics import (
     evaluate,
 )
 from sae_lens_stitch.progress import track
+from sae_lens_stitch.validation import check_threshold
 
 PointKind = Literal["trained", "stitch_all_novel", "frankenstein", "assembled"]
 
@@ -128,6 +129,7 @@ def pareto(
     evaluation tokens (as :func:`assemble` takes them): every point and refit is then priced
     from them (exactly, without a pass per SAE). ``swap``: the swap curve, if already
     measured on the evaluation tokens."""
+    threshold = check_threshold(threshold)
     saes = sorted(saes, key=lambda s: s.cfg.d_sae)
     from sae_lens_stitch.evaluation.curves import swap_curve
     from sae_lens_stitch.surgery.operations import frankenstein, stitch

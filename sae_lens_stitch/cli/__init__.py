@@ -79,10 +79,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except (CLIError, ValueError, FileExistsError, FileNotFoundError, OSError, RuntimeError) as err:
-        if args.debug:
-            traceback.print_exc()
+        return report_error(err, debug=args.debug)
+    except Exception as err:  # a bug, not bad input: still one line unless --debug
+        return report_error(err, debug=args.debug, unexpected=True)
+
+
+def report_error(err: BaseException, *, debug: bool, unexpected: bool = False) -> int:
+    """Print ``err`` as one line on standard error (with the traceback first under ``--debug``)
+    and return the exit status."""
+    if debug:
+        traceback.print_exc()
+    if unexpected:
+        print(
+            f"{PROG}: error: unexpected {type(err).__name__}: {_one_line(err)} "
+            "(rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+    else:
         print(f"{PROG}: error: {cli_wording(_one_line(err))}", file=sys.stderr)
-        return EXIT_ERROR
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

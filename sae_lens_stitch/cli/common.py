@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_lens_stitch._atomic import atomic_write_text
+from sae_lens_stitch.errors import SourceNotFoundError, StitchError
 
 PROG = "sae-stitch"
 EXIT_ERROR = 1
@@ -24,7 +25,7 @@ SOURCE_HELP = (
 )
 
 
-class CLIError(Exception):
+class CLIError(StitchError, ValueError):
     """Bad input found by the CLI itself (reported as one line, exit status 1)."""
 
 
@@ -47,76 +48,93 @@ def _json_key(data: Any, key: str, path: Path) -> Any:
     return data
 
 
-def parse_indices(text: str) -> list[int]:
-    """``"3,5,10-12"`` -> ``[3, 5, 10, 11, 12]`` (inclusive ranges). Also reads ``@FILE``
-    (a JSON list or whitespace/comma separated integers) and ``@FILE.json:KEY``: the list of
-    integers at ``KEY`` (dotted for nesting) in a previous command's JSON output, e.g.
+MAX_INDICES_FILE_BYTES = 64 * 2**20
+"""Largest ``@FILE`` of indices read (bytes)."""
+
+
+def _read_indices_file(text: str, name: str) -> str | list[int]:
+    """The body of ``@FILE``: text to parse, or the list of a JSON file; ``@FILE.json:KEY``:
+    the list at ``KEY`` (dotted for nesting) in a previous command's JSON output, e.g.
     ``@runs/classify/classification.json:novel_indices`` or, from a study,
     ``@OUT/steps/effects/result.json:pairs.0.helps_by_effect``."""
+    spec = text[1:]
+    file_part, _, key = spec.rpartition(":") if ".json:" in spec else ("", "", "")
+    path = Path(file_part if key else spec).expanduser()
+    where = f"{name} file {str(path)!r}"
+    if path.is_dir():
+        raise CLIError(f"{where} is a folder; expected a text or JSON file of indices")
+    if not path.is_file():
+        raise CLIError(f"{where} does not exist")
+    if path.stat().st_size > MAX_INDICES_FILE_BYTES:
+        raise CLIError(f"{where} is larger than {MAX_INDICES_FILE_BYTES // 2**20} MiB")
+    try:
+        body = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise CLIError(
+            f"{where} is not a text file (not UTF-8); expected indices like 3,5,10-12 or a JSON list"
+        ) from None
+    except OSError as err:
+        raise CLIError(f"cannot read {where}: {err.strerror}") from None
+    if "\x00" in body:
+        raise CLIError(f"{where} is not a text file (it holds NUL bytes)")
+    if not body:
+        raise CLIError(f"{where} is empty")
+    if not key and not body.startswith("["):
+        return ",".join(body.split())
+    try:
+        values = json.loads(body)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise CLIError(f"{where} is not valid JSON: {err}") from None
+    if key:
+        values = _json_key(values, key, path)
+        where = f"{key!r} in {str(path)!r}"
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        raise CLIError(f"{where} is not a list of integers")
+    if not values:
+        raise CLIError(f"{where} is an empty list")
+    return values
+
+
+def parse_index_spec(text: str, *, name: str = "--indices") -> list[tuple[int, int]]:
+    """``"3,5,10-12"`` or ``@FILE`` -> inclusive ranges ``[(3, 3), (5, 5), (10, 12)]``, checked
+    for form only (nothing expanded: a range is compared with the SAE's width by
+    :func:`parse_indices` before it is)."""
+    from sae_lens_stitch.validation import parse_index_ranges
+
     if text.startswith("@"):
-        name, _, key = text[1:].rpartition(":") if ".json:" in text else ("", "", "")
-        if key:
-            path = Path(name).expanduser()
-            if not path.is_file():
-                raise CLIError(f"indices file {str(path)!r} does not exist")
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise CLIError(f"indices file {str(path)!r} is not valid JSON: {err}") from None
-            values = _json_key(data, key, path)
-            if not isinstance(values, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
-            ):
-                raise CLIError(f"{key!r} in {str(path)!r} is not a list of integers")
-            if not values:
-                raise CLIError(f"{key!r} in {str(path)!r} is an empty list")
-            return list(values)
-        path = Path(text[1:]).expanduser()
-        if not path.is_file():
-            raise CLIError(f"indices file {str(path)!r} does not exist")
-        body = path.read_text().strip()
-        if not body:
-            raise CLIError(f"indices file {str(path)!r} is empty")
-        if body.startswith("["):
-            try:
-                values = json.loads(body)
-            except json.JSONDecodeError as err:
-                raise CLIError(f"indices file {str(path)!r} is not valid JSON: {err}") from None
-            if not isinstance(values, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
-            ):
-                raise CLIError(f"indices file {str(path)!r} must hold a list of integers")
-            if not values:
-                raise CLIError(f"indices file {str(path)!r} holds an empty list")
-            return list(values)
+        body = _read_indices_file(text, name)
+        if isinstance(body, list):
+            bad = [v for v in body if v < 0]
+            if bad:
+                raise CLIError(f"{name} file {text[1:]!r}: negative indices {bad[:10]}")
+            return [(v, v) for v in body]
         try:
-            return parse_indices(",".join(body.split()))
-        except CLIError as err:
-            raise CLIError(f"indices file {str(path)!r}: {err}") from None
-    out: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                lo, hi = (
-                    part.split("-", 1)
-                    if not part.startswith("-")
-                    else ("-" + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1])
-                )
-                start, stop = int(lo), int(hi)
-                if stop < start:
-                    raise CLIError(f"bad index range {part!r}: end before start")
-                out.extend(range(start, stop + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise CLIError(
-                f"bad index {part!r}: expected integers and ranges like 3,5,10-12"
-            ) from None
-    if not out:
-        raise CLIError(f"no indices in {text!r} (an explicitly empty list is not allowed)")
-    return out
+            return parse_index_ranges(body, name=name)
+        except ValueError as err:
+            raise CLIError(f"{name} file {text[1:]!r}: {err}") from None
+    return parse_index_ranges(text, name=name)
+
+
+def parse_indices(text: str, size: int | None = None, *, name: str = "--indices") -> list[int]:
+    """``"3,5,10-12"`` -> ``[3, 5, 10, 11, 12]`` (inclusive ranges). Also reads ``@FILE``
+    (a JSON list or whitespace/comma separated integers). With ``size`` every index must be
+    below it and appear once, checked before any range is expanded; without, at most
+    ``MAX_UNSIZED_INDICES`` indices are expanded."""
+    from sae_lens_stitch.validation import check_index_ranges
+
+    ranges = parse_index_spec(text, name=name)
+    if size is None:
+        total = sum(stop - start + 1 for start, stop in ranges)
+        if total > MAX_UNSIZED_INDICES:
+            raise CLIError(f"{name} lists {total} indices (at most {MAX_UNSIZED_INDICES})")
+        return [i for start, stop in ranges for i in range(start, stop + 1)]
+    return check_index_ranges(ranges, size, what=name)
+
+
+MAX_UNSIZED_INDICES = 2**24
+"""Most indices :func:`parse_indices` expands when no width bounds them."""
 
 
 def check_source(text: str) -> None:
@@ -125,19 +143,26 @@ def check_source(text: str) -> None:
 
     src = parse_source(text)
     if src.kind == "local" and not Path(str(src.path)).is_dir():
-        raise CLIError(f"SAE source {text!r}: no such folder {src.path!r}")
+        raise SourceNotFoundError(f"SAE source {text!r}: no such folder {src.path!r}")
 
 
-def prepare_out(out: str | None, *, default: str = "runs/out", create: bool = True) -> Path:
-    """The output folder. A given ``--out`` must have an existing parent; the default one
-    (under ``runs/``) is created with its parents. It is created when ``create``."""
+def prepare_out(out: str | None, *, default: str = "runs/out", create: bool = False) -> Path:
+    """The output folder, checked but not created (:func:`write_json` creates it when the
+    first result is written, so a failed command leaves nothing). A given ``--out`` must have
+    an existing parent; the default one (under ``runs/``) gets its parents too."""
     if out is None:
         path = Path(default)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
+    if not out.strip() or "\x00" in out:
+        raise CLIError(f"output folder {out!r} is not a valid path")
     path = Path(out).expanduser()
     parent = path.absolute().parent
+    try:
+        path.exists()
+    except OSError as err:  # e.g. a name too long
+        raise CLIError(f"output folder {out!r} is not a valid path: {err.strerror}") from None
     if not parent.is_dir():
         raise CLIError(
             f"output folder {out!r}: parent folder {str(parent)!r} does not exist; create it first"
@@ -158,7 +183,8 @@ def prepare_sae_out(out: str, overwrite: bool) -> Path:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON atomically (temporary file, then rename), creating its folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
@@ -180,30 +206,9 @@ def warn(message: str) -> None:
 def check_device(text: str) -> None:
     """Refuse a ``--device`` torch cannot parse or this machine does not have (before any SAE
     is loaded, so the error names the device, not the SAE)."""
-    import torch
+    from sae_lens_stitch.validation import check_device as check
 
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise CLIError(
-            f"invalid --device {text!r}: expected a torch device such as cpu, cuda, cuda:1 or mps"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CLIError(f"--device {text!r} is not available: torch sees no CUDA GPU here")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise CLIError(
-                f"--device {text!r} is not available: torch sees {count} CUDA GPU(s) "
-                f"(cuda:0..cuda:{count - 1})"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise CLIError(f"--device {text!r} is not available: MPS is not available here")
-    if device.type != "cpu":
-        try:
-            torch.empty(0, device=device)
-        except Exception as err:
-            raise CLIError(f"--device {text!r} is not available: {_one_line(err)}") from None
+    check(text, "--device")
 
 
 def load(args: argparse.Namespace, source: str, name: str | None = None) -> Any:

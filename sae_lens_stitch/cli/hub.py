@@ -44,6 +44,8 @@ def read_metrics(path_text: str, sae: Any, folder: Path) -> dict[str, Any]:
     (an object) or the output of ``sae-stitch evaluate``, whose entry for this SAE is picked by
     content hash (or, for files without hashes, by source folder)."""
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise CLIError(f"metrics file {path_text!r} is a folder; expected a JSON file")
     if not path.is_file():
         raise CLIError(f"metrics file {path_text!r} does not exist")
     try:

@@ -13,7 +13,15 @@ from typing import Any
 from sae_lens_stitch.cli.activations import cmd_activations
 from sae_lens_stitch.cli.analysis import cmd_classify, cmd_compare, cmd_families
 from sae_lens_stitch.cli.assembly import cmd_assemble, cmd_refit
-from sae_lens_stitch.cli.common import PROG, SOURCE_HELP, CLIError, check_device, check_source
+from sae_lens_stitch.cli.clean import cmd_clean
+from sae_lens_stitch.cli.common import (
+    PROG,
+    SOURCE_HELP,
+    CLIError,
+    check_device,
+    check_source,
+    parse_index_spec,
+)
 from sae_lens_stitch.cli.demo import cmd_demo
 from sae_lens_stitch.cli.evaluate import cmd_evaluate
 from sae_lens_stitch.cli.hub import cmd_push
@@ -26,6 +34,15 @@ from sae_lens_stitch.cli.relations import (
 )
 from sae_lens_stitch.cli.study import cmd_study
 from sae_lens_stitch.cli.surgery import cmd_frankenstein, cmd_stitch, cmd_swap
+from sae_lens_stitch.validation import (
+    check_count,
+    check_fraction,
+    check_number,
+    check_path_in_repo,
+    check_repo_id,
+    check_revision,
+    check_threshold,
+)
 
 
 @dataclass(frozen=True)
@@ -184,42 +201,47 @@ def _check_frankenstein(args: argparse.Namespace) -> None:
         raise CLIError(f"frankenstein needs at least two SAEs, got {len(args.saes)}")
 
 
+def _check_swap(args: argparse.Namespace) -> None:
+    if args.families is not None:
+        parse_index_spec(args.families, name="--families")
+
+
 def _check_split(args: argparse.Namespace) -> None:
-    if not 0 < args.eval_fraction < 1:
-        raise CLIError(f"--eval-fraction must be between 0 and 1, got {args.eval_fraction}")
+    check_fraction(args.eval_fraction, "--eval-fraction")
 
 
 def _check_assemble(args: argparse.Namespace) -> None:
     _check_split(args)
     if args.width is None and args.l0 is None:
         raise CLIError("assemble needs a budget: --width N, --l0 X, or both")
-    if args.width is not None and args.width < 1:
-        raise CLIError(f"--width must be positive, got {args.width}")
-    if args.l0 is not None and not 0 < args.l0 < float("inf"):
-        raise CLIError(f"--l0 must be a positive number, got {args.l0}")
-    if args.max_moves is not None and args.max_moves < 0:
-        raise CLIError(f"--max-moves must be 0 or more, got {args.max_moves}")
-    if not 0 <= args.significance < float("inf"):
-        raise CLIError(f"--significance must be 0 or more, got {args.significance}")
+    if args.width is not None:
+        check_count(args.width, "--width")
+    if args.l0 is not None:
+        check_number(args.l0, "--l0", low=0.0, low_open=True, expected="a positive finite number")
+    if args.max_moves is not None:
+        check_count(args.max_moves, "--max-moves", minimum=0)
+    check_number(args.significance, "--significance", low=0.0)
     if args.start is not None and not 0 <= args.start < len(args.saes):
         raise CLIError(
             f"--start {args.start} is not a position among the {len(args.saes)} SAEs given"
         )
+    if args.pool is not None:
+        parse_index_spec(args.pool, name="--pool")
 
 
 def _check_evaluate(args: argparse.Namespace) -> None:
-    if args.n_tokens < 1:
-        raise CLIError(f"--n-tokens must be positive, got {args.n_tokens}")
+    check_count(args.n_tokens, "--n-tokens", maximum=2**31 - 1)
 
 
 def _check_stitch(args: argparse.Namespace) -> None:
+    if args.indices is not None:
+        parse_index_spec(args.indices)  # form only; the width is known once the donor is loaded
     k = args.top_k_by_effect
     if k is None:
         return
     if args.indices is not None:
         raise CLIError("give --indices or --top-k-by-effect, not both")
-    if k < 1:
-        raise CLIError(f"--top-k-by-effect must be positive, got {k}")
+    check_count(k, "--top-k-by-effect")
     if not args.activations:
         raise CLIError("--top-k-by-effect needs --activations (the effects are measured on them)")
 
@@ -246,11 +268,17 @@ def _check_push(args: argparse.Namespace) -> None:
         raise CLIError(
             f"--path-in-repo {args.path_in_repo!r} is empty; leave it out for the default folder"
         )
+    check_repo_id(args.repo, "repo")
+    if args.path_in_repo is not None:
+        check_path_in_repo(args.path_in_repo, "--path-in-repo")
+    check_revision(args.revision, "--revision")
 
 
 def _check_demo(args: argparse.Namespace) -> None:
     if args.overwrite and not args.push:
         raise CLIError("--overwrite only applies with --push REPO")
+    if args.push is not None:
+        check_repo_id(args.push, "--push")
 
 
 @dataclass(frozen=True)
@@ -411,6 +439,7 @@ COMMANDS: tuple[Command, ...] = (
             out(None, "folder to save the swapped SAE to (SAE-Lens layout)"),
             *OUTPUT,
         ),
+        check=_check_swap,
     ),
     Command(
         "frankenstein",
@@ -620,6 +649,16 @@ COMMANDS: tuple[Command, ...] = (
         ),
         check=_check_demo,
     ),
+    Command(
+        "clean",
+        "remove the temporary folders killed saves left next to PATH (never anything else)",
+        cmd_clean,
+        (
+            opt("path", help="an SAE folder, or a folder holding SAE folders"),
+            opt("--dry-run", action="store_true", help="list what would be removed"),
+            JSON,
+        ),
+    ),
 )
 """Every subcommand, in the order --help lists them."""
 
@@ -670,8 +709,8 @@ def _validate(args: argparse.Namespace) -> None:
     """Checks that need no heavy import: shared ones (sources, threshold, device), then the
     command's own."""
     threshold = getattr(args, "threshold", None)
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise CLIError(f"--threshold must be between -1 and 1, got {threshold}")
+    if threshold is not None:
+        check_threshold(threshold, "--threshold")
     for name in ("small", "large", "base", "donor"):
         if getattr(args, name, None) is not None:
             check_source(getattr(args, name))

@@ -13,9 +13,11 @@ from sae_lens_stitch.cli.common import (
     emit,
     judge_result,
     load_all,
+    parse_index_spec,
     parse_indices,
     prepare_sae_out,
 )
+from sae_lens_stitch.validation import check_index_ranges
 
 
 def _top_by_effect(args: argparse.Namespace, base: Any, donor: Any) -> list[int]:
@@ -33,8 +35,9 @@ def _top_by_effect(args: argparse.Namespace, base: Any, donor: Any) -> list[int]
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     folder = prepare_sae_out(args.out, args.overwrite)
-    indices = parse_indices(args.indices) if args.indices is not None else None
+    spec = parse_index_spec(args.indices) if args.indices is not None else None
     base, donor = load_all(args, [args.base, args.donor])
+    indices = None if spec is None else check_index_ranges(spec, donor.cfg.d_sae, what="--indices")
     from sae_lens_stitch.surgery.operations import stitch
 
     if args.top_k_by_effect is not None:

@@ -11,12 +11,14 @@ from typing import Any
 import torch
 
 from sae_lens_stitch.errors import InvalidActivationsError
+from sae_lens_stitch.validation import check_activation_batch, check_count, show
 
 
 def read_activations(path_text: str, d_in: int, *, max_tokens: int | None = None) -> torch.Tensor:
     """Activations [..., d_in] from a .pt / .pth / .safetensors / .npy file (a tensor, or a dict
     with one tensor or with key "activations"), flattened to [N, d_in] float32; with
     ``max_tokens``, only the first ``max_tokens`` of them."""
+    check_count(d_in, "d_in")
     return fit_activations(read_activation_file(path_text), path_text, d_in, max_tokens=max_tokens)
 
 
@@ -24,14 +26,16 @@ def fit_activations(
     data: Any, path_text: str, d_in: int, *, max_tokens: int | None = None
 ) -> torch.Tensor:
     """``data`` [..., d_in] as [N, d_in] float32 (the first ``max_tokens`` rows when given);
-    a wrong last dimension is an error."""
-    if data.ndim < 1 or data.shape[-1] != d_in:
+    a wrong last dimension, complex or non-finite values are errors."""
+    if isinstance(data, torch.Tensor) and (data.ndim < 1 or data.shape[-1] != d_in):
         raise InvalidActivationsError(
             f"activations in {path_text!r} have shape {tuple(data.shape)}; the SAE needs [..., {d_in}]"
         )
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidActivationsError(f"max_tokens must be positive, got {max_tokens}")
-    return data.reshape(-1, d_in)[:max_tokens].float()
+    if max_tokens is not None:
+        check_count(max_tokens, "max_tokens")
+        if isinstance(data, torch.Tensor):
+            data = data.reshape(-1, d_in)[:max_tokens]
+    return check_activation_batch(data, d_in, what=f"activations in {path_text!r}").float()
 
 
 def _torch_load_tensors(path: Path, path_text: str) -> Any:
@@ -60,10 +64,18 @@ def _torch_load_tensors(path: Path, path_text: str) -> Any:
         ) from None
 
 
-def read_activation_file(path_text: str) -> torch.Tensor:
+def read_activation_file(path_text: str | Path) -> torch.Tensor:
     """The activations tensor in a .pt / .pth / .safetensors / .npy file, checked to be finite
     (read before any SAE is loaded, so a bad file fails at once)."""
+    if not isinstance(path_text, (str, Path)) or not str(path_text).strip():
+        raise InvalidActivationsError(f"activations file must be a path; got {show(path_text)}")
+    path_text = str(path_text)
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise InvalidActivationsError(
+            f"activations file {path_text!r} is a folder; expected a .pt, .pth, .safetensors or "
+            ".npy file"
+        )
     if not path.is_file():
         raise InvalidActivationsError(f"activations file {path_text!r} does not exist")
     if path.suffix == ".safetensors":
@@ -112,10 +124,20 @@ def read_activation_file(path_text: str) -> torch.Tensor:
         raise InvalidActivationsError(
             f"activations file {path_text!r} does not hold a tensor (found {type(data).__name__})"
         )
-    n_bad = int((~torch.isfinite(data)).sum())
-    if n_bad:
+    if data.is_complex() or data.dtype == torch.bool:
         raise InvalidActivationsError(
-            f"activations in {path_text!r} hold {n_bad} non-finite value(s) (NaN or inf) "
-            f"of {data.numel()}"
+            f"activations in {path_text!r} hold {data.dtype} values; expected real numbers"
+            + (" (the imaginary part would be lost)" if data.is_complex() else "")
+        )
+    if data.is_floating_point() and data.numel() and not bool(torch.isfinite(data.sum())):
+        n_bad = int((~torch.isfinite(data)).sum())
+        if n_bad:
+            raise InvalidActivationsError(
+                f"activations in {path_text!r} hold {n_bad} non-finite value(s) (NaN or inf) "
+                f"of {data.numel()}"
+            )
+    if data.numel() == 0:
+        raise InvalidActivationsError(
+            f"activations in {path_text!r} are empty (shape {tuple(data.shape)})"
         )
     return data

@@ -44,6 +44,7 @@ from sae_lens_stitch.analysis.effects import (
 from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
 from sae_lens_stitch.analysis.match import DEFAULT_THRESHOLD
 from sae_lens_stitch.checks import check_compatible, check_indices, checks_pair_once
+from sae_lens_stitch.errors import InvalidActivationsError
 from sae_lens_stitch.evaluation.metrics import (
     DEFAULT_BATCH_SIZE,
     ActivationsLike,
@@ -65,6 +66,7 @@ from sae_lens_stitch.registry import (
     get_rule,
     output_dim,
 )
+from sae_lens_stitch.validation import check_threshold
 
 CurveKind = Literal["insert_novel", "insert_reconstruction", "insert", "swap_families"]
 Order = Literal["effect", "index"]
@@ -201,7 +203,7 @@ class _Residual:
                 parts.append((y - x_hat).float().cpu())
                 offset += x.shape[0]
         if self.acc.n == 0:
-            raise ValueError("activations are empty: no tokens to evaluate")
+            raise InvalidActivationsError("activations are empty: no tokens to evaluate")
         self.R_ND = torch.cat(parts)
         self.sse = float(self.R_ND.double().pow(2).sum())
         self.active = active
@@ -399,6 +401,7 @@ def insertion_curve(
     ``order``: ``"effect"`` (default) ranks them by their closed-form insert effect alone into
     the base, most helpful (most negative ΔMSE) first; ``"index"`` keeps index order; or a
     permutation of positions in the chosen list. Step 0 is the base SAE."""
+    threshold = check_threshold(threshold)
     x_ND, y_ND = _prepare(base, donor, activations, targets)
     if indices is None:
         if category is None:
@@ -540,6 +543,7 @@ def swap_curve(
 
     ``encoded``: the pair's encodes over ``activations``, made elsewhere (exact architectures,
     no ``targets``): the curve then runs no SAE at all."""
+    threshold = check_threshold(threshold)
     x_ND, y_ND = _prepare(small, large, activations, targets)
     if encoded is not None and (
         targets is not None or not get_rule(large).exact or inserted_activations != "alone"
@@ -685,6 +689,7 @@ def frankenstein_plane(
     novel latents relative to the SAE built so far (as :func:`sae_lens_stitch.frankenstein`;
     with ``exclude_dead``, latents that never fire on ``activations`` are not inserted).
     Each SAE is evaluated once (a point each, not a curve)."""
+    threshold = check_threshold(threshold)
     from sae_lens_stitch.surgery.operations import frankenstein_steps
 
     widths = [s.cfg.d_sae for s in saes]

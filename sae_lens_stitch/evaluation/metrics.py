@@ -25,12 +25,15 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from sae_lens import SAE
 
+from sae_lens_stitch.errors import InvalidActivationsError
 from sae_lens_stitch.progress import track
 from sae_lens_stitch.registry import encode_and_reconstruct, output_dim, reconstructs_input
+from sae_lens_stitch.validation import check_activation_batch, check_count, check_number
 
 ActivationsLike = torch.Tensor | Iterable[torch.Tensor]
 """A tensor [..., d_in] or an iterable of such batches (e.g. a generator reading from disk)."""
@@ -107,12 +110,16 @@ class ModelMetrics(BaseModel):
     """Tokens whose next-token loss was measured."""
 
 
-def _flat(batch: torch.Tensor, d_in: int) -> torch.Tensor:
-    if batch.ndim == 0 or batch.shape[-1] != d_in:
-        raise ValueError(
-            f"activations must have last dimension d_in={d_in}; got shape {tuple(batch.shape)}"
-        )
-    return batch.reshape(-1, d_in)
+def _flat(batch: Any, d_in: int) -> torch.Tensor:
+    """A batch [..., d_in] as [n, d_in], checked: real, finite, the right d_in."""
+    return check_activation_batch(batch, d_in)
+
+
+def _check_source(activations: Any, d_in: int) -> None:
+    if isinstance(activations, (torch.Tensor, np.ndarray)):
+        return
+    if isinstance(activations, (str, bytes)) or not isinstance(activations, Iterable):
+        check_activation_batch(activations, d_in)  # raises, naming what was given
 
 
 def iter_batches(
@@ -125,9 +132,9 @@ def iter_batches(
 ) -> Iterator[torch.Tensor]:
     """Yield [n, d_in] batches of at most ``batch_size`` tokens from a tensor or an iterable of
     tensors, with a progress bar. A tensor is sliced (no copy); iterables are streamed."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if isinstance(activations, torch.Tensor):
+    check_count(batch_size, "batch_size")
+    _check_source(activations, d_in)
+    if isinstance(activations, (torch.Tensor, np.ndarray)):
         flat = _flat(activations, d_in)
         starts = range(0, flat.shape[0], batch_size)
         for s in track(starts, total=len(starts), description=description, show=show_progress):
@@ -135,18 +142,19 @@ def iter_batches(
         return
     total = len(activations) if hasattr(activations, "__len__") else None  # type: ignore[arg-type]
     for batch in track(activations, total=total, description=description, show=show_progress):
-        flat = _flat(torch.as_tensor(batch), d_in)
+        flat = _flat(batch, d_in)
         for s in range(0, flat.shape[0], batch_size):
             yield flat[s : s + batch_size]
 
 
 def materialize(activations: ActivationsLike, d_in: int) -> torch.Tensor:
     """All activations as one [N, d_in] tensor (for the computations that need them twice)."""
-    if isinstance(activations, torch.Tensor):
+    _check_source(activations, d_in)
+    if isinstance(activations, (torch.Tensor, np.ndarray)):
         return _flat(activations, d_in)
-    parts = [_flat(torch.as_tensor(b), d_in) for b in activations]
+    parts = [_flat(b, d_in) for b in activations]
     if not parts:
-        raise ValueError("activations are empty")
+        raise InvalidActivationsError("activations are empty: no batches")
     return torch.cat(parts)
 
 
@@ -163,7 +171,7 @@ def iter_pairs(
     ``targets`` (the output hook's activations, batched like ``activations``)."""
     if targets is None:
         if not reconstructs_input(sae):
-            raise ValueError(
+            raise InvalidActivationsError(
                 "a transcoder reconstructs another hook's activations: pass targets= "
                 "(the activations at its output hook, aligned with the inputs)"
             )
@@ -186,7 +194,7 @@ def iter_pairs(
     ys = iter_batches(targets, output_dim(sae), batch_size=batch_size, show_progress=False)
     for x, y in zip(xs, ys, strict=True):
         if x.shape[0] != y.shape[0]:
-            raise ValueError(
+            raise InvalidActivationsError(
                 f"activations and targets batches differ: {x.shape[0]} vs {y.shape[0]} tokens"
             )
         yield x, y
@@ -311,7 +319,7 @@ def _run(
             counts_L += _count_active(sae.encode(x_ND))
             acc.add(x_ND)
     if acc.n == 0:
-        raise ValueError("activations are empty: no tokens to evaluate")
+        raise InvalidActivationsError("activations are empty: no tokens to evaluate")
     return acc, counts_L.cpu()
 
 
@@ -328,6 +336,7 @@ def evaluate(
     (a tensor [..., d_in] or an iterable of batches), streamed ``batch_size`` tokens at a time.
     Memory: one batch plus O(d_in + d_sae). For transcoders, ``targets`` are the output
     hook's activations (aligned with ``activations``); MSE and FVU are measured against them."""
+    check_number(dense_threshold, "dense_threshold", low=0.0, high=1.0)
     acc, counts_L = _run(
         sae,
         activations,

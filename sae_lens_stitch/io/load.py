@@ -30,7 +30,7 @@ from sae_lens.loading.pretrained_sae_loaders import sae_lens_disk_loader
 from safetensors import SafetensorError, safe_open
 
 from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
-from sae_lens_stitch.errors import CorruptSAEError, OfflineError, SourceNotFoundError
+from sae_lens_stitch.errors import CorruptSAEError, OfflineError, SourceNotFoundError, StitchError
 from sae_lens_stitch.io import _hub
 from sae_lens_stitch.io.save import CFG_FILENAME, WEIGHTS_FILENAME
 from sae_lens_stitch.io.sources import SAESource, parse_source
@@ -45,6 +45,7 @@ from sae_lens_stitch.provenance import (
     set_display_name,
     set_provenance,
 )
+from sae_lens_stitch.validation import check_device, check_dtype, check_revision, show
 
 DTypeLike = str | torch.dtype
 
@@ -57,10 +58,52 @@ class _Resolved:
     files: list[str] = field(default_factory=list)
 
 
-def _dtype_name(dtype: DTypeLike | None) -> str | None:
-    if dtype is None or isinstance(dtype, str):
-        return dtype
-    return str(dtype).removeprefix("torch.")
+_POSITIVE_INT_FIELDS = ("d_sae", "d_in")
+
+
+def check_cfg_file(cfg_path: Path, where: str) -> dict[str, Any]:
+    """The SAE config in ``cfg_path``, checked before SAE-Lens reads it: a JSON object with
+    positive integer ``d_sae`` and ``d_in``, an object (or nothing) as ``metadata`` and a string
+    architecture. Anything else is a :class:`CorruptSAEError` naming the field and value (SAE-Lens
+    itself would fail with a TypeError or AttributeError deep inside)."""
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptSAEError(
+            f"{CFG_FILENAME} of {where} is not valid JSON ({type(err).__name__}: {err})"
+        ) from None
+    except OSError as err:
+        raise CorruptSAEError(f"cannot read {CFG_FILENAME} of {where}: {err.strerror}") from None
+    if not isinstance(cfg, dict):
+        raise CorruptSAEError(
+            f"{CFG_FILENAME} of {where} must hold a JSON object; it holds {show(cfg)}"
+        )
+    for name in _POSITIVE_INT_FIELDS:
+        value = cfg.get(name)
+        if name not in cfg:
+            raise CorruptSAEError(f"{CFG_FILENAME} of {where} has no {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CorruptSAEError(
+                f"{CFG_FILENAME} of {where}: {name} must be a positive integer; got {show(value)}"
+            )
+    if "metadata" in cfg and not isinstance(cfg["metadata"], dict):
+        raise CorruptSAEError(
+            f"{CFG_FILENAME} of {where}: metadata must be a JSON object; got {show(cfg['metadata'])}"
+        )
+    for name in ("architecture", "dtype", "device"):
+        if name in cfg and not isinstance(cfg[name], str):
+            raise CorruptSAEError(
+                f"{CFG_FILENAME} of {where}: {name} must be a string; got {show(cfg[name])}"
+            )
+    return cfg
+
+
+def _corrupt(where: str, err: BaseException) -> CorruptSAEError:
+    text = " ".join(str(err).split())[:300]
+    return CorruptSAEError(
+        f"the SAE in {where} cannot be read: its files are corrupt, truncated or inconsistent "
+        f"({type(err).__name__}: {text})"
+    )
 
 
 def _repo_file(folder: str, name: str) -> str:
@@ -96,6 +139,7 @@ def _hub_converter(revision: str | None, resolved: _Resolved, *, local_only: boo
             return path
 
         cfg_path = fetch(CFG_FILENAME)
+        check_cfg_file(Path(cfg_path), f"repo {repo_id}, folder {folder_name}")
         fetch(WEIGHTS_FILENAME)
         try:
             sparsity_path: str | None = fetch(SPARSITY_FILENAME)
@@ -204,6 +248,12 @@ def _load_remote(
         raise CorruptSAEError(f"the files of {target} are corrupt or truncated: {err}") from err
     except _hub.HUB_ERRORS as err:
         raise _hub.translate(err, doing="load", target=target) from err
+    except StitchError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:
+        raise _corrupt(target, err) from err
     commit = resolved.commit or (_hub.cached_ref(repo_id) if source.revision is None else None)
     if neuronpedia_id is None:
         neuronpedia_id = getattr(sae.cfg.metadata, "neuronpedia_id", None)
@@ -231,14 +281,17 @@ def _load_local(
             raise SourceNotFoundError(
                 f"{str(folder)!r} is not an SAE-Lens folder: it has no {name}"
             )
+    check_cfg_file(folder / CFG_FILENAME, repr(str(folder)))
     try:
         sae = SAE.load_from_disk(folder, device=device, dtype=dtype)
         sparsity_file = folder / SPARSITY_FILENAME
         log_sparsity = _read_sparsity(sparsity_file, device) if sparsity_file.is_file() else None
-    except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, EOFError) as err:
-        raise CorruptSAEError(
-            f"the SAE in {str(folder)!r} is corrupt or truncated ({type(err).__name__}: {err})"
-        ) from err
+    except StitchError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # whatever SAE-Lens, safetensors or torch fail with on bad files
+        raise _corrupt(repr(str(folder)), err) from err
     ident = SourceSAE(
         path=str(folder.resolve()),
         content_hash=content_hash(sae),
@@ -280,13 +333,17 @@ def load_sae(
     """
     if name is not None:
         check_display_name(name)
+    if revision is not None:
+        check_revision(revision)
+    device_name = str(check_device(device))
+    dtype_name = check_dtype(dtype)
     parsed = parse_source(source, revision=revision)
     if parsed.kind == "local" and revision is not None:
         raise SourceNotFoundError(
             f"revision {revision!r} does not apply to local folder {parsed.path!r}"
         )
     load = _load_local if parsed.kind == "local" else _load_remote
-    sae, log_sparsity, ident = load(parsed, device, _dtype_name(dtype))
+    sae, log_sparsity, ident = load(parsed, device_name, dtype_name)
     if not has_provenance(sae):
         set_provenance(sae, Provenance.identity(ident))
     else:  # a derived SAE: keep its record and say where this copy was resolved from

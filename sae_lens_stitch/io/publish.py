@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import tempfile
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from sae_lens import SAE
 from sae_lens_stitch import block_topk as _block_topk  # noqa: F401  (registers block_topk)
 from sae_lens_stitch.errors import (
     HubError,
+    InvalidArgumentError,
     InvalidDestinationError,
     MissingTokenError,
     OfflineError,
@@ -43,10 +45,15 @@ from sae_lens_stitch.io.model_card import MetricsLike, card_entry, update_card
 from sae_lens_stitch.io.save import write_sae_files
 from sae_lens_stitch.io.sparsity import get_log_sparsity
 from sae_lens_stitch.provenance import get_provenance
+from sae_lens_stitch.validation import (
+    check_path_in_repo,
+    check_repo_id,
+    check_revision,
+    check_sae,
+    show,
+)
 
 README = "README.md"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_PATH_PART = re.compile(r"^[A-Za-z0-9._+=-]+$")
 _HOOK_Z_STATE = ("reshape_fn_in", "reshape_fn_out", "d_head", "hook_z_reshaping_mode")
 ROUND_TRIP_TOKENS = 256
 """Random inputs compared before upload."""
@@ -85,16 +92,8 @@ def default_path_in_repo(sae: SAE[Any]) -> str:
 
 
 def _check_destination(repo_id: str, path_in_repo: str) -> str:
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise InvalidDestinationError(f"repo_id {repo_id!r} must be OWNER/NAME")
-    path = path_in_repo.strip("/")
-    parts = PurePosixPath(path).parts if path else ()
-    if not parts or any(p in (".", "..") or not _PATH_PART.match(p) for p in parts):
-        raise InvalidDestinationError(
-            f"path_in_repo {path_in_repo!r} must be a relative folder like 'blocks.8.hook_resid_pre_1234' "
-            "(letters, digits, . _ - + =; no '..'; not the repo root)"
-        )
-    return "/".join(parts)
+    check_repo_id(repo_id)
+    return check_path_in_repo(path_in_repo)
 
 
 def _reload(folder: Path, device: str) -> SAE[Any]:
@@ -224,6 +223,25 @@ def push_to_hub(
     :class:`OfflineError` (HF_HUB_OFFLINE set or the Hub unreachable),
     :class:`SourceNotFoundError` (no such branch), :class:`RoundTripMismatchError` (the saved SAE
     does not reload identically) and :class:`HubError` (anything else the Hub refuses)."""
+    check_sae(sae)
+    check_revision(revision)
+    for name, value in (
+        ("commit_message", commit_message),
+        ("token", token),
+        ("endpoint", endpoint),
+    ):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            shown = "a non-string" if name == "token" else show(value)  # never show a token
+            raise InvalidArgumentError(f"{name} must be a non-empty string; got {shown}")
+    if metrics is not None and not isinstance(metrics, (Mapping, BaseModel)):
+        raise InvalidArgumentError(
+            f"metrics must be a mapping or a pydantic model (e.g. evaluate's result); got {show(metrics)}"
+        )
+    for name, flag in (("private", private), ("overwrite", overwrite), ("create_pr", create_pr)):
+        if not isinstance(flag, bool):
+            raise InvalidArgumentError(f"{name} must be True or False; got {show(flag)}")
+    if path_in_repo is not None and not isinstance(path_in_repo, str):
+        raise InvalidDestinationError(f"path_in_repo must be a string; got {show(path_in_repo)}")
     folder = _check_destination(
         repo_id, default_path_in_repo(sae) if path_in_repo is None else path_in_repo
     )

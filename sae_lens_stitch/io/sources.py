@@ -28,7 +28,9 @@ SourceKind = Literal["release", "hub", "local"]
 
 HF_PREFIX = "hf://"
 FILE_PREFIX = "file://"
-_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+=-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LOCAL_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 
 SOURCE_FORMS = (
@@ -79,21 +81,29 @@ def _split_revision(text: str, source: object) -> tuple[str, str | None]:
     body, revision = text.rsplit("@", 1)
     if not revision or not body:
         raise _bad(source, "empty name or revision around '@'")
+    if not _REVISION.fullmatch(revision) or ".." in revision:
+        raise _bad(source, f"revision {revision!r} is not a branch, tag or commit sha")
     return body, revision
 
 
 def _check_folder(folder: str, source: object) -> str:
-    folder = folder.strip("/")
+    folder = folder.rstrip("/")
+    if folder.startswith("/"):
+        raise _bad(source, f"folder {folder!r} must be a relative path without '..' or '//'")
     if not folder:
         return "."
     parts = folder.split("/")
-    if any(p in ("", "..") for p in parts):
+    if any(p in ("", "..") or _CONTROL.search(p) for p in parts):
         raise _bad(source, f"folder {folder!r} must be a relative path without '..' or '//'")
     return folder
 
 
 def _one_revision(rev: str | None, revision: str | None, source: object) -> str | None:
     """The revision from the string (``rev``) or the argument; both given must agree."""
+    if revision is not None and (
+        not isinstance(revision, str) or not _REVISION.fullmatch(revision) or ".." in revision
+    ):
+        raise _bad(source, f"revision {revision!r} is not a branch, tag or commit sha")
     if rev is not None and revision is not None and rev != revision:
         raise _bad(
             source, f"revision given twice ({rev!r} in the string, {revision!r} as argument)"
@@ -104,7 +114,7 @@ def _one_revision(rev: str | None, revision: str | None, source: object) -> str 
 def _parse_hub(text: str, source: object, revision: str | None) -> SAESource:
     body, rev = _split_revision(text[len(HF_PREFIX) :], source)
     parts = body.split("/")
-    if len(parts) < 2 or not all(_REPO_PART.match(p) for p in parts[:2]):
+    if len(parts) < 2 or not all(_REPO_PART.fullmatch(p) for p in parts[:2]):
         raise _bad(source, "a Hub source needs hf://OWNER/REPO")
     chosen = _one_revision(rev, revision, source)
     return SAESource(
@@ -141,14 +151,20 @@ def parse_source(
     unparsable string raises :class:`~sae_lens_stitch.errors.SourceNotFoundError` naming it
     and the accepted forms. ``revision`` applies to release and Hub sources."""
     if isinstance(source, tuple):
-        if len(source) != 2 or not all(isinstance(s, str) and s for s in source):
+        if len(source) != 2 or not all(isinstance(s, str) and s.strip() for s in source):
             raise _bad(source, "a pair must be (release, sae_id), two non-empty strings")
+        if any(_CONTROL.search(s) for s in source):
+            raise _bad(
+                source, "a release or SAE id cannot contain control characters (newlines, tabs)"
+            )
         return SAESource(kind="release", release=source[0], sae_id=source[1], revision=revision)
     if isinstance(source, os.PathLike):
         return _local(source)
     if not isinstance(source, str) or not source.strip():
         raise _bad(source, "expected a non-empty string, a path or a (release, sae_id) pair")
     text = source.strip()
+    if "\x00" in text:
+        raise _bad(source, "it contains a NUL character")
     if text.startswith(HF_PREFIX):
         return _parse_hub(text, source, revision)
     if text.startswith(FILE_PREFIX):
@@ -158,6 +174,10 @@ def parse_source(
     if re.match(r"^[A-Za-z]:[\\/]", text):  # Windows drive path
         return _local(text)
     if ":" in text:
+        if _CONTROL.search(text):
+            raise _bad(
+                source, "a release or SAE id cannot contain control characters (newlines, tabs)"
+            )
         return _parse_release(text, source, revision)
     raise _bad(
         source,

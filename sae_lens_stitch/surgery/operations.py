@@ -28,7 +28,7 @@ from sae_lens_stitch.checks import (
     checks_pair_once,
     marked_joinable,
 )
-from sae_lens_stitch.errors import InvalidIndicesError
+from sae_lens_stitch.errors import InvalidArgumentError, InvalidIndicesError
 from sae_lens_stitch.evaluation.metrics import ActivationsLike
 from sae_lens_stitch.io.sparsity import concat_log_sparsity, set_log_sparsity
 from sae_lens_stitch.provenance import (
@@ -39,6 +39,7 @@ from sae_lens_stitch.provenance import (
     set_provenance,
 )
 from sae_lens_stitch.registry import Part, check_same_family, get_rule
+from sae_lens_stitch.validation import check_sae, check_threshold, show
 
 _DROPPED_METADATA = ("neuronpedia_id",)
 """Metadata that names the base SAE itself and is wrong for a new one."""
@@ -163,6 +164,7 @@ def stitch(
     as in ``base``, inserted latents as in ``donor``, and the decode is base's plus the inserted
     contributions. TopK SAEs join as ``block_topk`` (see :mod:`sae_lens_stitch.block_topk`).
     """
+    threshold = check_threshold(threshold)
     if indices is None:
         classification = classify_features(
             base, donor, threshold=threshold, activations=activations
@@ -189,6 +191,7 @@ def stitch(
 
 def remove_features(sae: SAE[Any], indices: IndexLike) -> SAE[Any]:
     """A copy of ``sae`` without latents ``indices``; the others keep their order."""
+    check_sae(sae)
     idx_R = check_indices(indices, sae.cfg.d_sae, what="indices to remove")
     if idx_R.numel() == sae.cfg.d_sae:
         raise InvalidIndicesError(
@@ -221,6 +224,18 @@ def family_indices(
         raise InvalidIndicesError(f"{err} (families must not overlap)") from None
 
 
+def _check_families(families: Any) -> None:
+    if isinstance(families, (str, bytes, FeatureFamily)) or not isinstance(families, Sequence):
+        raise InvalidArgumentError(
+            f"families must be a list of FeatureFamily (from feature_families); got {show(families)}"
+        )
+    for f in families:
+        if not isinstance(f, FeatureFamily):
+            raise InvalidArgumentError(
+                f"families must be a list of FeatureFamily (from feature_families); got an entry {show(f)}"
+            )
+
+
 @checks_pair_once
 def swap(
     base: SAE[Any],
@@ -233,6 +248,9 @@ def swap(
 
     The result holds the base latents outside the families (in order), then the donor members
     of each family in family order. Default: every family at ``threshold``."""
+    threshold = check_threshold(threshold)
+    if families is not None:
+        _check_families(families)
     chosen = (
         list(families)
         if families is not None
@@ -262,11 +280,18 @@ def frankenstein_steps(
     SAE with the next width's novel latents (relative to the SAE built so far) inserted, and so
     on. ``saes`` is smallest first; with ``activations``, never-firing latents are skipped.
     The family is checked when this is called, before any SAE is built."""
+    if isinstance(saes, (str, bytes)) or not isinstance(saes, Sequence):
+        raise InvalidArgumentError(
+            f"frankenstein takes a list of SAEs (smallest first); got {show(saes)}"
+        )
     if len(saes) < 2:
-        raise ValueError(f"frankenstein needs at least two SAEs, got {len(saes)}")
+        raise InvalidArgumentError(f"frankenstein needs at least two SAEs, got {len(saes)}")
+    for k, sae in enumerate(saes):
+        check_sae(sae, f"saes[{k}]")
+    threshold = check_threshold(threshold)
     widths = [s.cfg.d_sae for s in saes]
     if widths != sorted(widths):
-        raise ValueError(f"frankenstein takes SAEs smallest first; got widths {widths}")
+        raise InvalidArgumentError(f"frankenstein takes SAEs smallest first; got widths {widths}")
     check_joinable(saes[0], *saes[1:])
     return _frankenstein_iter(saes, threshold, activations)
 
@@ -291,11 +316,11 @@ def frankenstein(
     """Frankenstein's SAE: start from the smallest SAE and insert, width by width, the next
     SAE's latents that are novel relative to the SAE built so far. ``saes`` is smallest first.
     With ``activations``, latents that never fire on them are not inserted (as in :func:`stitch`)."""
-    sizes = [saes[0].cfg.d_sae] if saes else []
-    current = saes[0] if saes else None
-    for current in frankenstein_steps(saes, threshold=threshold, activations=activations):
+    steps = frankenstein_steps(saes, threshold=threshold, activations=activations)
+    sizes = [saes[0].cfg.d_sae]
+    current = saes[0]
+    for current in steps:
         sizes.append(current.cfg.d_sae)
-    assert current is not None
     inserted = [b - a for a, b in itertools.pairwise(sizes)]
     prov = get_provenance(current)
     prov.operations.append(
