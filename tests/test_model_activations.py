@@ -352,7 +352,9 @@ def test_cli_max_tokens_takes_the_first_tokens_of_a_file(
         )
         == 1
     )
-    assert "--max-tokens must be at least 1, got 0" in capsys.readouterr().err
+    assert (
+        "--max-tokens must be an integer between 1 and 2147483647; got 0" in capsys.readouterr().err
+    )
 
 
 # ----------------------------------------------------------- the real family (transformers)

@@ -253,14 +253,15 @@ def _check_study(args: argparse.Namespace) -> None:
 
 def _check_counts(args: argparse.Namespace) -> None:
     """Shared: --n-tokens, --max-tokens, --context-size and --model-batch-size where given."""
-    for name, least in (("n_tokens", 1), ("max_tokens", 1), ("context_size", 2)):
+    for name, least in (
+        ("n_tokens", 1),
+        ("max_tokens", 1),
+        ("context_size", 2),
+        ("model_batch_size", 1),
+    ):
         value = getattr(args, name, None)
-        if value is not None and value < least:
-            flag = "--" + name.replace("_", "-")
-            raise CLIError(f"{flag} must be at least {least}, got {value}")
-    batch = getattr(args, "model_batch_size", None)
-    if batch is not None and batch < 1:
-        raise CLIError(f"--model-batch-size must be positive, got {batch}")
+        if value is not None:
+            check_count(value, "--" + name.replace("_", "-"), minimum=least, maximum=2**31 - 1)
 
 
 def _check_push(args: argparse.Namespace) -> None:
