@@ -68,6 +68,7 @@ from sae_lens_stitch import (
 )
 from sae_lens_stitch.analysis.match import similar_pairs, similarity_stats
 from sae_lens_stitch.cli.common import CLIError
+from sae_lens_stitch.errors import InvalidNameError, StudyError
 from sae_lens_stitch.evaluation.activations import read_activations
 from sae_lens_stitch.io.sources import parse_source
 
@@ -645,6 +646,20 @@ CLI_CASES: list[tuple[str, type[Exception], str]] = [
     # frankenstein
     ("frankenstein {small} --out {out}", CLIError, "at least two SAEs, got 1"),
     ("frankenstein {small} {other} --out {out}", IncompatibleSAEsError, "d_in differs"),
+    # study, names, effect-chosen indices (issue 13)
+    ("study {small} --activations {good.pt} --out {out}", CLIError, "study needs two or more SAEs of one hook, got 1"),
+    ("study {small} {large} --activations {good.pt} --only bogus --out {out}", CLIError, "unknown step(s) ['bogus']"),
+    ("study {small} {large} --activations {good.pt} --skip curves,curves --out {out}", StudyError, "listed twice"),
+    ("study {small} {large} --activations {good.pt} --eval-fraction 1.5 --out {out}", StudyError, "eval_fraction"),
+    ("study {small} {large} --activations {good.pt} --width 0 --out {out}", StudyError, "width"),
+    ("study {small} {large} --activations {good.pt} --config {idx_missing} --out {out}", StudyError, "does not exist"),
+    ("study {small} {large} --activations {good.pt} --model x --out {out}", CLIError, "not both"),
+    ("study {small} {other} --activations {good.pt} --out {out}", StudyError, "must have one d_in"),
+    ("stitch {small} {large} --top-k-by-effect 0 --activations {good.pt} --out {out}", InvalidArgumentError, "--top-k-by-effect"),
+    ("stitch {small} {large} --top-k-by-effect 3 --out {out}", CLIError, "needs --activations"),
+    ("stitch {small} {large} --indices 1 --top-k-by-effect 3 --activations {good.pt} --out {out}", CLIError, "not both"),
+    ("compare {small} {large} --name a --name b --name c --out {out}", CLIError, "3 --name given for 2 SAE(s)"),
+    ("compare {small} {large} --name '' --out {out}", InvalidNameError, "one non-empty line"),
     # clean
     ("clean {out_no_parent}", CLIError, "does not exist"),
 ]  # fmt: skip
