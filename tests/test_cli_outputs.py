@@ -4,6 +4,7 @@ when a produced SAE reconstructs worse."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ from conftest import data_for, related_pair
 from sae_lens_stitch import display_name, load_sae, set_display_name
 from sae_lens_stitch.cli import main
 from sae_lens_stitch.errors import InvalidNameError
+
+
+def cli(line: str, **paths: object) -> int:
+    """Run the command line ``line`` (``{name}`` filled from ``paths``) in this process."""
+    return main(shlex.split(line.format(**paths)))
 
 
 @pytest.fixture(scope="module")
@@ -44,149 +50,42 @@ def test_display_names(pair: dict[str, str]) -> None:
 def test_cli_names_and_json_beside_summary(
     pair: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "--no-progress",
-            "compare",
-            pair["small"],
-            pair["large"],
-            "--name",
-            "S",
-            "--name",
-            "L",
-            "--out",
-            str(tmp_path / "c"),
-            "--json",
-        ]
+    p = {**pair, "t": tmp_path}
+    assert (
+        cli("--no-progress compare {small} {large} --name S --name L --out {t}/c --json", **p) == 0
     )
     cap = capsys.readouterr()
-    assert code == 0
     data = json.loads(cap.out)
     assert (data["small"], data["large"]) == ("S", "L")
     assert data["small_source"].startswith("sha256:")  # identity stays in the record
     assert "large -> small: mean max cosine" in cap.err  # the summary still shows
-    code = main(
-        [
-            "--no-progress",
-            "evaluate",
-            pair["small"],
-            "--activations",
-            pair["acts"],
-            "--out",
-            str(tmp_path / "e"),
-        ]
-    )
+    assert cli("--no-progress evaluate {small} --activations {acts} --out {t}/e", **p) == 0
     out = capsys.readouterr().out
-    assert code == 0 and out.startswith("small_sae: d_sae 12") and "sha256" not in out
-    assert (
-        main(
-            [
-                "compare",
-                pair["small"],
-                pair["large"],
-                "--name",
-                "a",
-                "--name",
-                "b",
-                "--name",
-                "c",
-                "--out",
-                str(tmp_path / "d"),
-            ]
-        )
-        == 1
-    )
+    assert out.startswith("small_sae: d_sae 12") and "sha256" not in out
+    assert cli("compare {small} {large} --name a --name b --name c --out {t}/d", **p) == 1
     assert "3 --name given for 2 SAE(s)" in capsys.readouterr().err
 
 
 def test_indices_from_previous_output_and_top_k_by_effect(
     pair: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(
-            [
-                "--no-progress",
-                "classify",
-                pair["small"],
-                pair["large"],
-                "--out",
-                str(tmp_path / "cl"),
-            ]
-        )
-        == 0
-    )
-    novel = json.loads((tmp_path / "cl" / "classification.json").read_text())["novel_indices"]
+    p = {**pair, "t": tmp_path, "cls": tmp_path / "cl" / "classification.json"}
+    assert cli("--no-progress classify {small} {large} --out {t}/cl", **p) == 0
+    novel = json.loads(p["cls"].read_text())["novel_indices"]
     capsys.readouterr()
-    ref = f"@{tmp_path / 'cl' / 'classification.json'}:novel_indices"
-    assert (
-        main(
-            [
-                "--no-progress",
-                "stitch",
-                pair["small"],
-                pair["large"],
-                "--indices",
-                ref,
-                "--out",
-                str(tmp_path / "st"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    line = "--no-progress stitch {small} {large} --indices @{cls}:novel_indices --out {t}/st --json"
+    assert cli(line, **p) == 0
     assert json.loads(capsys.readouterr().out)["n_inserted"] == len(novel)
-    assert (
-        main(
-            [
-                "stitch",
-                pair["small"],
-                pair["large"],
-                "--indices",
-                f"@{tmp_path / 'cl' / 'classification.json'}:summary.n_novel",
-                "--out",
-                str(tmp_path / "st2"),
-            ]
-        )
-        == 1
-    )
+    assert cli("stitch {small} {large} --indices @{cls}:summary.n_novel --out {t}/st2", **p) == 1
     assert "is not a list of integers" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "--no-progress",
-                "stitch",
-                pair["small"],
-                pair["large"],
-                "--top-k-by-effect",
-                "3",
-                "--activations",
-                pair["acts"],
-                "--out",
-                str(tmp_path / "top"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    line = "--no-progress stitch {small} {large} --top-k-by-effect 3 --activations {acts} "
+    assert cli(line + "--out {t}/top --json", **p) == 0
     cap = capsys.readouterr()
     data = json.loads(cap.out)
     assert data["n_inserted"] == 3
     assert data["metrics"]["fvu"]["better"] == "lower"
     assert "on --activations: FVU" in cap.err
-    assert (
-        main(
-            [
-                "stitch",
-                pair["small"],
-                pair["large"],
-                "--top-k-by-effect",
-                "3",
-                "--out",
-                str(tmp_path / "top2"),
-            ]
-        )
-        == 1
-    )
+    assert cli("stitch {small} {large} --top-k-by-effect 3 --out {t}/top2", **p) == 1
     assert "needs --activations" in capsys.readouterr().err
 
 
@@ -194,24 +93,8 @@ def test_worse_result_warns(
     pair: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the donor's reconstruction latents duplicate the base's: inserting all of them hurts
-    assert (
-        main(
-            [
-                "--no-progress",
-                "stitch",
-                pair["small"],
-                pair["large"],
-                "--indices",
-                "0-23",
-                "--activations",
-                pair["acts"],
-                "--out",
-                str(tmp_path / "bad"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    line = "--no-progress stitch {small} {large} --indices 0-23 --activations {acts} --out {t}/bad"
+    assert cli(line + " --json", **pair, t=tmp_path) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["worse_than_start"] is True
     assert "sae-stitch: warning: the stitched SAE reconstructs worse than small_sae" in cap.err
