@@ -198,3 +198,23 @@ def test_a_failing_step_leaves_no_half_written_folder_and_the_rerun_resumes(
     again = run_study(fam, acts, out, config=config)
     assert again.steps_reused == ["evaluate", "compare", "classify", "effects", "stitch"]
     assert again.steps_run == ["curves", "frankenstein", "report"]
+
+
+def test_a_topk_family_runs_every_step_by_its_own_passes(tmp_path: Path) -> None:
+    """TopK stitching is not exact: no shared encodings, assembly skipped with the reason."""
+    from conftest import related_pair
+
+    small, large = related_pair("topk", n_small=8, n_novel=6, d_in=16, k=3)
+    mid = make_sae("topk", 14, 16, seed=7, k=3)
+    x = acts_for([small, mid, large], n=600)
+    res = run_study([small, mid, large], x, tmp_path / "topk")
+    assert res.steps_run == list(StudyConfig().steps())
+    assert any(
+        f.startswith("assembly skipped: assembly needs exact stitching") for f in res.findings
+    )
+    stitched = json.loads((tmp_path / "topk" / "steps" / "stitch" / "result.json").read_text())
+    variant = stitched["pairs"][0]["variants"][0]
+    block = SAE.load_from_disk(tmp_path / "topk" / "steps" / "stitch" / variant["folder"])
+    assert variant["metrics"]["mse"]["value"] == pytest.approx(
+        evaluate(block, x[res.n_fit_tokens :]).mse.value, rel=1e-5
+    )
