@@ -659,7 +659,10 @@ CLI_CASES: list[tuple[str, type[Exception], str]] = [
     ("stitch {small} {large} --top-k-by-effect 3 --out {out}", CLIError, "needs --activations"),
     ("stitch {small} {large} --indices 1 --top-k-by-effect 3 --activations {good.pt} --out {out}", CLIError, "not both"),
     ("compare {small} {large} --name a --name b --name c --out {out}", CLIError, "3 --name given for 2 SAE(s)"),
-    ("compare {small} {large} --name '' --out {out}", InvalidNameError, "one non-empty line"),
+    ("compare {small} {large} --name '' --name b --out {out}", InvalidNameError, "one non-empty line"),
+    ("compare {small} {large} --name a --out {out}", CLIError, "1 --name given for 2 SAE(s)"),
+    ("compare {small} {large} --name a --name a --out {out}", CLIError, "--name 'a' is given to more than one SAE"),
+    ("study {small} {large} --out {out}", CLIError, "study needs activations"),
     # clean
     ("clean {out_no_parent}", CLIError, "does not exist"),
 ]  # fmt: skip

@@ -88,6 +88,11 @@ def test_study_runs_every_step_and_resumes(
     assert "curves" not in again.steps_reused and "assemble" in again.steps_reused
     assert not (out / "steps" / ".curves.tmp-study-x").exists()
     assert again.findings == res.findings
+    # a partial rerun keeps the findings and warnings of every finished step
+    partial = run_study(fam, acts, out, config=StudyConfig(only=["effects"]))
+    assert partial.steps_run == [] and partial.findings == res.findings
+    assert partial.warnings == res.warnings
+    assert any("only 400 evaluation tokens" in w for w in res.warnings)
 
 
 def test_study_refuses_another_studys_folder_and_mixed_hooks(

@@ -220,8 +220,13 @@ def load(args: argparse.Namespace, source: str, name: str | None = None) -> Any:
 def load_all(args: argparse.Namespace, sources: Sequence[str]) -> list[Any]:
     """The SAEs, named by ``--name`` (in the order given) where given."""
     names: list[str] = list(getattr(args, "name", None) or [])
-    if len(names) > len(sources):
-        raise CLIError(f"{len(names)} --name given for {len(sources)} SAE(s)")
+    if names and len(names) != len(sources):
+        raise CLIError(
+            f"{len(names)} --name given for {len(sources)} SAE(s): give one per SAE, in order"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CLIError(f"--name {repeated[0]!r} is given to more than one SAE")
     padded: list[str | None] = [*names, *[None] * (len(sources) - len(names))]
     return [load(args, s, n) for s, n in zip(sources, padded, strict=True)]
 

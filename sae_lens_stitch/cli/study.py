@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from sae_lens_stitch.cli.common import CLIError, emit, load_all, prepare_out, warn
+from sae_lens_stitch.cli.common import CLIError, emit, load_all, warn
 
 _FLAG_FIELDS = ("threshold", "eval_fraction", "max_tokens", "width", "l0", "significance")
 
@@ -50,7 +51,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     config = study_config(args)  # bad options fail before anything is loaded
     if args.activations and (args.model or args.dataset):
         raise CLIError("give --activations FILE or --model/--dataset, not both")
-    out = prepare_out(args.out, create=False)
+    if not (args.activations or args.model or args.dataset):
+        raise CLIError(
+            "study needs activations: --activations FILE, or --dataset D (and --model M) to "
+            "collect them from the model (sae-stitch activations --help; the SAEs' metadata "
+            "names the model and dataset they were trained on)"
+        )
+    out = Path(args.out).expanduser()  # created with its parents by the study, once checked
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"output folder {args.out!r} exists and is not a folder")
     from sae_lens_stitch.evaluation.activations import read_activation_file
 
     raw = read_activation_file(args.activations) if args.activations else None

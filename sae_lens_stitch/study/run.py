@@ -86,8 +86,9 @@ class StudyResult(BaseModel):
     n_fit_tokens: int
     n_eval_tokens: int
     config: StudyConfig
-    fingerprint: str
-    """sha256 of the SAEs' weights, the tokens and the options that change results."""
+    fingerprint: dict[str, str]
+    """sha256 of each input that changes results: ``options``, ``saes`` (their weights) and
+    ``tokens``."""
     steps_run: list[str] = Field(default_factory=list)
     steps_reused: list[str] = Field(default_factory=list)
     """Steps found finished in the folder (not recomputed)."""
@@ -132,14 +133,25 @@ def _check_family(saes: Sequence[SAE[Any]], names: Sequence[str]) -> None:
         raise StudyError(f"the SAEs of a study must have different widths; got {widths}")
 
 
-def _fingerprint(saes: Sequence[SAE[Any]], x_ND: torch.Tensor, config: StudyConfig) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(config.fingerprint_fields(), sort_keys=True).encode())
-    for sae in saes:
-        h.update(content_hash(sae).encode())
-    h.update(str(tuple(x_ND.shape)).encode())
-    h.update(x_ND.detach().cpu().float().contiguous().numpy().tobytes())
-    return h.hexdigest()
+def _fingerprint(
+    saes: Sequence[SAE[Any]], x_ND: torch.Tensor, config: StudyConfig
+) -> dict[str, str]:
+    """sha256 of each input that changes results: the options, the SAEs, the tokens."""
+    options = json.dumps(config.fingerprint_fields(), sort_keys=True).encode()
+    tokens = hashlib.sha256(str(tuple(x_ND.shape)).encode())
+    tokens.update(x_ND.detach().cpu().float().contiguous().numpy().tobytes())
+    return {
+        "options": hashlib.sha256(options).hexdigest(),
+        "saes": hashlib.sha256("".join(content_hash(s) for s in saes).encode()).hexdigest(),
+        "tokens": tokens.hexdigest(),
+    }
+
+
+_WHAT_DIFFERS = {
+    "options": "the options (threshold, eval fraction, max tokens, budgets, ...)",
+    "saes": "the SAEs (or their order of widths)",
+    "tokens": "the tokens",
+}
 
 
 def _split(x_ND: torch.Tensor, config: StudyConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -556,31 +568,63 @@ def _findings(st: _Study, results: dict[str, dict[str, Any]]) -> list[str]:
         )
     asm = results.get("assemble")
     if asm is not None and "result" in asm:
-        r = asm["result"]
-        width, fvu = r["eval"]["d_sae"], r["eval"]["fvu"]["value"]
-        line = (
-            f"assembled SAE: {width} latents, FVU {fvu:.4f}, L0 {r['eval']['l0']['value']:.2f} "
-            f"(width budget {r['width_budget']}, L0 budget {r['l0_budget']}, refit {r['refit']})"
-        )
-        trained = [p for p in asm["pareto"]["points"] if p["kind"] == "trained" and not p["refit"]]
-        above = [p for p in trained if p["width"] >= width]
-        if above:
-            ref = min(above, key=lambda p: p["width"])
-            better = "better than" if fvu < ref["fvu"] else "not better than"
-            line += f"; {better} the trained {ref['width']} ({ref['fvu']:.4f})"
-        out.append(line)
-        fixed = [
-            p
-            for p in asm["pareto"]["points"]
-            if p["kind"] in ("stitch_all_novel", "frankenstein") and not p["refit"]
-        ]
-        if fixed and all(p["fvu"] > fvu for p in fixed):
-            out.append(
-                "the method's fixed rules (stitch all novel latents, Frankenstein) reconstruct "
-                "worse than the assembled SAE: use steps/assemble/assembled_sae"
-            )
+        out.extend(_assembly_findings(asm, results))
     elif asm is not None:
         out.append(f"assembly skipped: {asm['skipped']}")
+    return out
+
+
+def _assembly_findings(asm: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[str]:
+    """The assembled SAE against the trained SAE of the next width (like for like: refit
+    against refit) and against every SAE the fixed rules made."""
+    r = asm["result"]
+    width, fvu = r["eval"]["d_sae"], r["eval"]["fvu"]["value"]
+    budgets = ", ".join(
+        b
+        for b in (
+            f"width budget {r['width_budget']}" if r["width_budget"] is not None else "",
+            f"L0 budget {r['l0_budget']:g}" if r["l0_budget"] is not None else "",
+            "refit" if r["refit"] else "not refit",
+        )
+        if b
+    )
+    line = (
+        f"assembled SAE: {width} latents, FVU {fvu:.4f}, L0 {r['eval']['l0']['value']:.2f} "
+        f"({budgets})"
+    )
+    points = asm["pareto"]["points"]
+    trained = [p for p in points if p["kind"] == "trained" and p["refit"] == r["refit"]]
+    above = [p for p in trained if p["width"] >= width]
+    if above:
+        ref = min(above, key=lambda p: p["width"])
+        what = f"the trained {ref['width']}" + (" refit" if ref["refit"] else "")
+        verdict = "better than" if fvu < ref["fvu"] else "NOT better than"
+        line += f"; {verdict} {what} ({ref['fvu']:.4f})"
+    out = [line]
+    fixed = [
+        (p["label"], p["width"], p["fvu"])
+        for p in points
+        if p["kind"] in ("stitch_all_novel", "frankenstein") and not p["refit"]
+    ] + [
+        (v["name"], v["metrics"]["d_sae"], v["metrics"]["fvu"]["value"])
+        for pair in (results.get("stitch") or {}).get("pairs", [])
+        for v in pair["variants"]
+    ]
+    beat = [f for f in fixed if f[2] <= fvu]
+    if fixed and not beat:
+        out.append(
+            f"every SAE the method's fixed rules made here ({len(fixed)}: stitching, "
+            "Frankenstein) reconstructs worse than the assembled SAE: use "
+            "steps/assemble/assembled_sae"
+        )
+    elif beat:
+        listed = "; ".join(f"{name} ({w} latents, FVU {f:.4f})" for name, w, f in beat)
+        wider = all(w > width for _, w, _ in beat)
+        out.append(
+            "fixed-rule SAEs at least as good as the assembled SAE"
+            + (f", all wider than its {width} latents" if wider else "")
+            + f": {listed}"
+        )
     return out
 
 
@@ -636,6 +680,11 @@ def _step_report(st: _Study, folder: Path, results: dict[str, dict[str, Any]]) -
         notes=[
             *_findings(st, results),
             *(f"warning: {w}" for w in st.warnings),
+            *(
+                [f"steps not run (--only / --skip): {', '.join(missing)}"]
+                if (missing := [s for s in STEPS[:-1] if s not in results])
+                else []
+            ),
             *st.notes,
         ],
     )
@@ -678,6 +727,20 @@ def _run_step(st: _Study, name: StepName, folder: Path) -> dict[str, Any]:
     return _step_report(st, folder, r)
 
 
+MIN_EVAL_TOKENS = 1000
+"""Below this many evaluation tokens the study warns that its figures are noisy."""
+
+
+def _load_finished(st: _Study) -> list[str]:
+    """Read every finished step not read yet (from this run or an earlier one); return the
+    warnings of all finished steps, in step order."""
+    for name in STEPS[:-1]:
+        path = st.out / STEPS_DIR / name / RESULT_FILE
+        if name not in st.results and path.is_file():
+            st.results[name] = json.loads(path.read_text(encoding="utf-8"))
+    return [w for name in STEPS[:-1] for w in st.results.get(name, {}).get("warnings", [])]
+
+
 def _clean_leftovers(steps_dir: Path) -> None:
     """Remove the temporary step folders of an interrupted run (only ours: marked names)."""
     if steps_dir.is_dir():
@@ -686,7 +749,7 @@ def _clean_leftovers(steps_dir: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
-def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
+def _prepare_out(out: Path, fingerprint: dict[str, str], overwrite: bool) -> None:
     record = out / STUDY_FILE
     if record.is_file():
         try:
@@ -695,9 +758,11 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
             previous = None
         if previous != fingerprint:
             if not overwrite:
+                old = previous if isinstance(previous, dict) else {}
+                differs = [w for k, w in _WHAT_DIFFERS.items() if old.get(k) != fingerprint[k]]
                 raise StudyError(
-                    f"{str(out)!r} holds a study of other SAEs, tokens or options; pass "
-                    "overwrite=True (--overwrite) to replace it, or choose another folder"
+                    f"{str(out)!r} holds a study of other inputs ({'; '.join(differs)} "
+                    "differ); pass overwrite=True to replace it, or choose another folder"
                 )
             shutil.rmtree(out / STEPS_DIR, ignore_errors=True)
             record.unlink()
@@ -765,6 +830,12 @@ def run_study(
         fingerprint=fingerprint,
     )
     atomic_write_text(out / STUDY_FILE, result.model_dump_json(indent=2))
+    if eval_ND.shape[0] < MIN_EVAL_TOKENS:
+        st.warn(
+            f"only {eval_ND.shape[0]} evaluation tokens: every figure is noisy at this size "
+            f"(use {MIN_EVAL_TOKENS} or more; tens of thousands for assembly)"
+        )
+    early_warnings = list(st.warnings)
     wanted = config.steps()
     todo: list[StepName] = []
     for name in wanted:  # what they read comes first
@@ -782,10 +853,7 @@ def run_study(
             result.steps_reused.append(name)
             continue
         if name == "report":
-            for done in STEPS[:-1]:
-                path = out / STEPS_DIR / done / RESULT_FILE
-                if done not in st.results and path.is_file():
-                    st.results[done] = json.loads(path.read_text(encoding="utf-8"))
+            st.warnings = early_warnings + _load_finished(st)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}{_TMP_MARK}", dir=out / STEPS_DIR))
         t_step = time.perf_counter()
         try:
@@ -801,6 +869,7 @@ def run_study(
         st.results[name] = payload
         result.steps_run.append(name)
         result.step_seconds[name] = round(time.perf_counter() - t_step, 3)
+    st.warnings = early_warnings + _load_finished(st)  # also steps finished by earlier runs
     result.findings = _findings(st, st.results)
     result.warnings = st.warnings
     if "report" in st.results:
