@@ -199,6 +199,12 @@ class InsertEffects:
     """[P] behavioural label: NOVEL (MSE down), RECONSTRUCTION (MSE up) or DEAD (never fires)."""
     summary: InsertEffectsSummary
 
+    def helps_ranked(self) -> torch.Tensor:
+        """Donor indices of the helps-by-effect latents (firing, ΔMSE < 0), most helpful
+        first."""
+        helps = (self.delta_mse < 0) & (self.firing_counts > 0)
+        return self.indices[helps][torch.argsort(self.delta_mse[helps], stable=True)]
+
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
     """AUROC of ``scores`` for the boolean ``positive`` labels (Mann-Whitney U with average

@@ -26,8 +26,7 @@ def _top_by_effect(args: argparse.Namespace, base: Any, donor: Any) -> list[int]
     from sae_lens_stitch.analysis.effects import insert_effects
 
     eff = insert_effects(base, donor, _activations(args, donor), threshold=args.threshold)
-    helps = (eff.delta_mse < 0) & (eff.firing_counts > 0)
-    ranked = eff.indices[helps][eff.delta_mse[helps].argsort()]
+    ranked = eff.helps_ranked()
     if ranked.numel() == 0:
         raise CLIError("no donor latent lowers the base's MSE alone on --activations")
     return ranked[: args.top_k_by_effect].tolist()

@@ -360,8 +360,7 @@ def _step_effects(st: _Study, folder: Path, classify: dict[str, Any]) -> dict[st
                 batch_size=st.config.batch_size,
                 show_progress=st.show_progress,
             )
-        helps = (eff.delta_mse < 0) & (eff.firing_counts > 0)
-        ranked = eff.indices[helps][torch.argsort(eff.delta_mse[helps])]
+        ranked = eff.helps_ranked()
         plot = plot_insert_effects(
             eff, folder / f"insert_effects_{k}_{j}", title=f"insert effects {st.pair_name(k, j)}"
         )
