@@ -39,10 +39,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sae_lens import SAE
 
 from sae_lens_stitch._atomic import atomic_write_text
-from sae_lens_stitch.analysis.classify import FeatureCategory, classify_features
+from sae_lens_stitch.analysis.classify import (
+    FeatureCategory,
+    FeatureClassification,
+    classify_from_matches,
+)
 from sae_lens_stitch.analysis.effects import effects_from_sums, insert_effects
 from sae_lens_stitch.analysis.families import FeatureFamily, feature_families
-from sae_lens_stitch.analysis.match import match_features, similarity_histogram, similarity_stats
+from sae_lens_stitch.analysis.match import (
+    FeatureMatches,
+    match_features,
+    similarity_histogram,
+    similarity_stats,
+)
 from sae_lens_stitch.assembly.objective import family_union
 from sae_lens_stitch.errors import StitchError, StudyError
 from sae_lens_stitch.evaluation.curves import (
@@ -51,7 +60,7 @@ from sae_lens_stitch.evaluation.curves import (
     PlanePoint,
     swap_curve,
 )
-from sae_lens_stitch.evaluation.metrics import Metrics, evaluate, materialize
+from sae_lens_stitch.evaluation.metrics import Metrics, dead_latents, evaluate, materialize
 from sae_lens_stitch.io.save import save_sae
 from sae_lens_stitch.provenance import content_hash, display_name
 from sae_lens_stitch.report.document import PlotFiles, StitchReport, write_report
@@ -189,6 +198,7 @@ class _Study:
         self._shared: SharedEncodings | None = None
         self._shared_failed: str | None = None
         self.results: dict[str, dict[str, Any]] = {}
+        self._matches: dict[tuple[int, int], tuple[FeatureMatches, FeatureMatches]] = {}
         self.title: str | None = None
         self.notes: list[str] = []
 
@@ -231,17 +241,35 @@ class _Study:
             sae, self.eval_ND, batch_size=self.config.batch_size, show_progress=self.show_progress
         )
 
-    def classify(self, k: int, j: int) -> Any:
+    def matches(self, k: int, j: int) -> tuple[FeatureMatches, FeatureMatches]:
+        """(large -> small, small -> large) decoder-cosine matches of pair (k, j), computed
+        once per run for compare, classify and the agreement."""
+        if (k, j) not in self._matches:
+            small, large = self.saes[k], self.saes[j]
+            self._matches[(k, j)] = (
+                match_features(
+                    large, small, show_progress=self.show_progress, names=("large", "small")
+                ),
+                match_features(
+                    small, large, show_progress=self.show_progress, names=("small", "large")
+                ),
+            )
+        return self._matches[(k, j)]
+
+    def classify(self, k: int, j: int) -> FeatureClassification:
+        """Classification of pair (k, j), dead latents from the evaluation tokens."""
         shared = self.shared()
-        dead = None if shared is None else shared.firing_counts(j) == 0
-        return classify_features(
+        dead = (
+            shared.firing_counts(j) == 0
+            if shared is not None
+            else dead_latents(self.saes[j], self.eval_ND, batch_size=self.config.batch_size)
+        )
+        return classify_from_matches(
             self.saes[k],
             self.saes[j],
+            *self.matches(k, j),
             threshold=self.config.threshold,
             dead_mask=dead,
-            activations=self.eval_ND if shared is None else None,
-            use_stored_sparsity=False,
-            batch_size=self.config.batch_size,
         )
 
     def judge(self, produced: str, m_new: Metrics, start: str, m_start: Metrics) -> None:
@@ -268,9 +296,8 @@ def _step_evaluate(st: _Study, folder: Path) -> dict[str, Any]:
 def _step_compare(st: _Study, folder: Path) -> dict[str, Any]:
     pairs, plots = [], {}
     for k, j in st.pairs:
-        small, large = st.saes[k], st.saes[j]
-        fwd = match_features(large, small, show_progress=st.show_progress).best_values.cpu()
-        bwd = match_features(small, large, show_progress=st.show_progress).best_values.cpu()
+        forward, backward = st.matches(k, j)
+        fwd, bwd = forward.best_values.cpu(), backward.best_values.cpu()
         t = st.config.threshold
         plot = plot_match_histogram(
             folder / f"compare_{k}_{j}",
@@ -302,7 +329,7 @@ def _agreement(st: _Study, k: int, j: int) -> dict[str, Any]:
 
     small, large = st.saes[k], st.saes[j]
     return view_agreement(
-        match_features(large, small),
+        st.matches(k, j)[0],
         correlate_features(large, small, st.eval_ND, show_progress=st.show_progress),
         threshold=st.config.threshold,
         names=(st.names[k], st.names[j]),
@@ -848,7 +875,6 @@ def run_study(
         final = out / STEPS_DIR / name
         if name != "report" and (final / RESULT_FILE).is_file():
             st.results[name] = json.loads((final / RESULT_FILE).read_text(encoding="utf-8"))
-            st.warnings.extend(st.results[name].get("warnings", []))
             result.steps_reused.append(name)
             continue
         if name == "report":
